@@ -19,9 +19,9 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from model.labels import VIOLATIONS
 
-# LoRA on every attention and feed-forward projection of the encoder (not the new pooler).
+# LoRA on every attention and feed-forward projection of the chosen layers (not the new pooler).
 _LORA_TARGETS = (
-    r".*encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|"
+    r".*encoder\.layer\.({layers})\.(attention\.self\.(query|key|value)|attention\.output\.dense|"
     r"intermediate\.dense|output\.dense)"
 )
 
@@ -54,8 +54,9 @@ def load_tokenizer(path: str | Path):
 def build_model(base: str, method: str, train_cfg: dict[str, Any] | None = None, seed: int = 0):
     """Base encoder + pooler + linear head over the violation labels, wrapped for ``method``.
 
-    ``method``: ``lora`` (peft adapters + head), ``top`` (last N layers + head), ``head`` (head
-    only) or ``full``. The head is initialised from ``seed`` so runs are reproducible.
+    ``method``: ``lora`` (peft adapters on the top ``top_layers`` layers, all if None, + head),
+    ``top`` (the top ``top_layers`` layers + head), ``head`` (head only) or ``full``. The head is
+    initialised from ``seed`` so runs are reproducible.
     """
     from transformers.utils import logging as hf_logging
 
@@ -68,29 +69,33 @@ def build_model(base: str, method: str, train_cfg: dict[str, Any] | None = None,
     config.id2label = dict(enumerate(VIOLATIONS))
     config.label2id = {label: i for i, label in enumerate(VIOLATIONS)}
     model = AutoModelForSequenceClassification.from_pretrained(base, config=config)
-    head = {n for n, _ in model.named_parameters() if not n.startswith(model.base_model_prefix + ".encoder")}
-    head -= {n for n, _ in model.named_parameters() if ".embeddings." in n}
+    # The head is everything outside the pretrained encoder and embeddings: pooler + classifier.
+    prefix = model.base_model_prefix
+    head = {n for n, _ in model.named_parameters() if not n.startswith((f"{prefix}.encoder.", f"{prefix}.embeddings."))}
+    head_modules = sorted({n.removeprefix(f"{prefix}.").split(".")[0] for n in head})  # ["classifier", "pooler"]
+    n_layers = model.config.num_hidden_layers
+    top = cfg.get("top_layers") or n_layers
+    if not 1 <= top <= n_layers:
+        raise ValueError(f"top_layers={top} must be between 1 and the encoder's {n_layers} layers")
     if method == "lora":
         from peft import LoraConfig, get_peft_model
 
         lora = LoraConfig(
             r=cfg.get("lora_r", 16), lora_alpha=cfg.get("lora_alpha", 32), lora_dropout=cfg.get("lora_dropout", 0.1),
-            target_modules=_LORA_TARGETS, modules_to_save=sorted({n.split(".")[-2] for n in head if "." in n}),
+            target_modules=_LORA_TARGETS.format(layers="|".join(str(i) for i in range(n_layers - top, n_layers))),
+            modules_to_save=head_modules,
         )  # fmt: skip
         for p in model.parameters():
             p.requires_grad = False
-        model = get_peft_model(model, lora)
-        return model
+        return get_peft_model(model, lora)
+    top_ids = {f".encoder.layer.{i}." for i in range(n_layers - top, n_layers)}
     for name, p in model.named_parameters():
         if method == "full":
             p.requires_grad = True
         elif method == "head":
             p.requires_grad = name in head
         elif method == "top":
-            n_layers = model.config.num_hidden_layers
-            top = cfg.get("top_layers", 4)
-            layer_ids = {f".encoder.layer.{i}." for i in range(n_layers - top, n_layers)}
-            p.requires_grad = name in head or any(t in name for t in layer_ids)
+            p.requires_grad = name in head or any(t in name for t in top_ids)
         else:
             raise ValueError(f"unknown training method {method!r}; expected lora, top, head or full")
     return model
@@ -143,3 +148,47 @@ def tiny_bert(out: Path, tokenizer_src: str | Path, seed: int = 0) -> Path:
     tok.save_pretrained(out)
     (Path(out) / "tiny.json").write_text(json.dumps({"seed": seed}))
     return Path(out)
+
+
+def inner_model(model):
+    """The transformers model inside a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def frozen_bottom(model, method: str, top_layers: int | None) -> int:
+    """How many bottom encoder layers never change in training (their outputs can be cached)."""
+    n_layers = inner_model(model).config.num_hidden_layers
+    if method == "head":
+        return n_layers
+    if method == "full":
+        return 0
+    return n_layers - (top_layers or n_layers)
+
+
+def encode_bottom(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_bottom: int) -> torch.Tensor:
+    """Hidden states after the embeddings and the first ``n_bottom`` encoder layers."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    bert = inner_model(model).base_model
+    h = bert.embeddings(input_ids=input_ids)
+    mask = create_bidirectional_mask(config=bert.config, inputs_embeds=h, attention_mask=attention_mask)
+    for layer in bert.encoder.layer[:n_bottom]:
+        h = layer(h, mask)
+    return h
+
+
+def forward_top(model, hidden: torch.Tensor, attention_mask: torch.Tensor, n_bottom: int) -> torch.Tensor:
+    """Logits from cached bottom hidden states: the remaining layers, pooler and classifier.
+
+    ``forward_top(m, encode_bottom(m, x, a, k), a, k)`` equals ``m(x, a).logits`` (tested), so
+    training on cached states optimises exactly the model that is saved.
+    """
+    from transformers.masking_utils import create_bidirectional_mask
+
+    clf = inner_model(model)
+    bert = clf.base_model
+    mask = create_bidirectional_mask(config=bert.config, inputs_embeds=hidden, attention_mask=attention_mask)
+    h = hidden
+    for layer in bert.encoder.layer[n_bottom:]:
+        h = layer(h, mask)
+    return clf.classifier(clf.dropout(bert.pooler(h)))

@@ -63,6 +63,8 @@ def save_artifact(out: Path, model, tokenizer, manifest: Manifest, keep: np.ndar
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = trainable_state(model)
+    if manifest.train.get("weights_dtype") == "float16":
+        state = {k: v.half() for k, v in state.items()}
     save_file(state, str(out / WEIGHTS))
     manifest.weights_sha256 = state_hash(state)
     if keep is not None:

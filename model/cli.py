@@ -165,6 +165,11 @@ def run_preprocess(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(tok_dir)
     seg = Segment(args.text, args.speaker, args.listener)
     max_length, stride = settings.preprocess.max_length, settings.preprocess.stride
+    if (model_dir / "collectguard.json").exists():  # show the windows this model really uses
+        from model.artifact import read_manifest
+
+        manifest = read_manifest(model_dir)
+        max_length, stride = manifest.max_length, manifest.stride
     windows = make_windows(tokenizer, [seg], max_length, stride)
     enc = encode_windows(tokenizer, windows, max_length, return_tensors=None)
     out = {

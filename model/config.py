@@ -52,7 +52,9 @@ class TrainConfig(_Section):
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.1
-    top_layers: int = Field(4, ge=1, description="layers trained when method='top'")
+    top_layers: int | None = Field(4, ge=1, description="top encoder layers that train (lora/top); None = all")
+    weights_dtype: Literal["float32", "float16"] = Field("float32", description="dtype of saved trained weights")
+    cache_frozen: bool = Field(True, description="compute frozen bottom layers once, not every epoch")
     learning_rate: float = 4e-4
     head_learning_rate: float = 2e-3
     weight_decay: float = 0.01
@@ -65,6 +67,7 @@ class TrainConfig(_Section):
     max_train_rows: int | None = Field(None, description="subsample training rows (for comparisons and smoke tests)")
     max_steps: int | None = Field(None, description="stop after this many optimiser steps")
     eval_every: int = Field(0, ge=0, description="steps between validation runs (0 = per epoch)")
+    eval_test: bool = Field(True, description="also score the test split into the artifact's metrics")
     checkpoint_every: int = Field(100, ge=1, description="steps between resumable checkpoints")
     threads: int | None = Field(None, description="torch intra-op threads (None = physical cores)")
     out_dir: Path = REPO_ROOT / "runs" / "default"
@@ -74,6 +77,7 @@ class InferenceConfig(_Section):
     batch_size: int = Field(32, ge=1)
     backend: Literal["torch", "onnx"] = "torch"
     threads: int | None = Field(None, description="intra-op threads (None = physical cores)")
+    onnx_quantize: Literal["int8", "none"] = Field("int8", description="ONNX backend: dynamic int8 or fp32 export")
 
 
 class ServeConfig(_Section):
@@ -125,14 +129,26 @@ class Settings(_Section):
             for key, value in os.environ.items():
                 if key.startswith("COLLECTGUARD_") and "__" in key:
                     section, _, field = key[len("COLLECTGUARD_") :].lower().partition("__")
-                    raw.setdefault(section, {})[field] = _parse_value(value)
+                    raw.setdefault(section, {})[field] = value
         for item in overrides or []:
             dotted, sep, value = item.partition("=")
             section, dot, field = dotted.partition(".")
             if not sep or not dot:
                 raise ValueError(f"override {item!r} must look like section.key=value")
-            raw.setdefault(section, {})[field] = _parse_value(value)
+            raw.setdefault(section, {})[field] = value
+        for section, fields in raw.items():
+            if isinstance(fields, dict):
+                for field, value in fields.items():
+                    if isinstance(value, str) and not cls._is_text_field(section, field):
+                        fields[field] = _parse_value(value)
         return cls.model_validate(raw)
+
+    @classmethod
+    def _is_text_field(cls, section: str, field: str) -> bool:
+        """Plain-string fields (an API key "0123") must not be parsed as YAML numbers."""
+        info = cls.model_fields.get(section)
+        sub_fields = getattr(info.annotation, "model_fields", {}) if info else {}
+        return field in sub_fields and sub_fields[field].annotation in (str, str | None)
 
 
 def _parse_value(value: str) -> Any:

@@ -160,13 +160,16 @@ def make_windows(tokenizer: Any, segments: Sequence[Segment], max_length: int, s
     for i, (text, prefix) in enumerate(zip(texts, prefixes, strict=True)):
         offsets = enc["offset_mapping"][i]
         budget = max_length - specials - prefix_lens[prefix]
-        if budget <= stride:
+        if budget - 2 <= stride:
             raise ValueError(
                 f"max_length={max_length} leaves {budget} tokens per window, not more than stride={stride}"
             )
         if len(offsets) <= budget:
             windows.append(Window(i, prefix, text, 0, len(text)))
             continue
+        # A window starting mid-text re-tokenises with an extra leading "▁" piece (and may split a
+        # boundary piece): keep a margin so the re-tokenised window still fits whole.
+        budget -= 2
         step = budget - stride
         begin = 0
         while True:

