@@ -15,15 +15,39 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from model.labels import VIOLATIONS
 
-# LoRA on every attention and feed-forward projection of the chosen layers (not the new pooler).
+# LoRA on every attention and feed-forward projection of the chosen layers (not the head).
 _LORA_TARGETS = (
     r".*encoder\.layer\.({layers})\.(attention\.self\.(query|key|value)|attention\.output\.dense|"
     r"intermediate\.dense|output\.dense)"
 )
+
+
+class MeanPoolClassifier(BertForSequenceClassification):
+    """A BERT encoder with a linear multi-label head on the mean of its token states.
+
+    E5 encoders were trained with mean pooling, so the mean of the last hidden states is the
+    representation they make meaningful; BERT's [CLS] pooler is not in the E5 weights at all.
+    """
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.bert.pooler = None  # unused: pooling is the masked mean below
+
+    def classify(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.classifier(self.dropout(pooled))
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs) -> SequenceClassifierOutput:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        return SequenceClassifierOutput(logits=self.classify(hidden, attention_mask))
 
 
 def resolve_base(encoder: str, keep: np.ndarray | None = None) -> str:
@@ -52,7 +76,7 @@ def load_tokenizer(path: str | Path):
 
 
 def build_model(base: str, method: str, train_cfg: dict[str, Any] | None = None, seed: int = 0):
-    """Base encoder + pooler + linear head over the violation labels, wrapped for ``method``.
+    """Base encoder + mean pooling + linear head over the violation labels, wrapped for ``method``.
 
     ``method``: ``lora`` (peft adapters on the top ``top_layers`` layers, all if None, + head),
     ``top`` (the top ``top_layers`` layers + head), ``head`` (head only) or ``full``. The head is
@@ -68,11 +92,17 @@ def build_model(base: str, method: str, train_cfg: dict[str, Any] | None = None,
     config.problem_type = "multi_label_classification"
     config.id2label = dict(enumerate(VIOLATIONS))
     config.label2id = {label: i for i, label in enumerate(VIOLATIONS)}
-    model = AutoModelForSequenceClassification.from_pretrained(base, config=config)
-    # The head is everything outside the pretrained encoder and embeddings: pooler + classifier.
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar is noise in servers and notebooks
+    try:
+        model = MeanPoolClassifier.from_pretrained(base, config=config)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    # The head is everything outside the pretrained encoder and embeddings: the classifier.
     prefix = model.base_model_prefix
     head = {n for n, _ in model.named_parameters() if not n.startswith((f"{prefix}.encoder.", f"{prefix}.embeddings."))}
-    head_modules = sorted({n.removeprefix(f"{prefix}.").split(".")[0] for n in head})  # ["classifier", "pooler"]
+    head_modules = sorted({n.removeprefix(f"{prefix}.").split(".")[0] for n in head})  # ["classifier"]
     n_layers = model.config.num_hidden_layers
     top = cfg.get("top_layers") or n_layers
     if not 1 <= top <= n_layers:
@@ -178,7 +208,7 @@ def encode_bottom(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
 
 
 def forward_top(model, hidden: torch.Tensor, attention_mask: torch.Tensor, n_bottom: int) -> torch.Tensor:
-    """Logits from cached bottom hidden states: the remaining layers, pooler and classifier.
+    """Logits from cached bottom hidden states: the remaining layers, pooling and classifier.
 
     ``forward_top(m, encode_bottom(m, x, a, k), a, k)`` equals ``m(x, a).logits`` (tested), so
     training on cached states optimises exactly the model that is saved.
@@ -191,4 +221,4 @@ def forward_top(model, hidden: torch.Tensor, attention_mask: torch.Tensor, n_bot
     h = hidden
     for layer in bert.encoder.layer[n_bottom:]:
         h = layer(h, mask)
-    return clf.classifier(clf.dropout(bert.pooler(h)))
+    return clf.classify(h, attention_mask)

@@ -67,6 +67,7 @@ class TrainConfig(_Section):
     max_train_rows: int | None = Field(None, description="subsample training rows (for comparisons and smoke tests)")
     max_steps: int | None = Field(None, description="stop after this many optimiser steps")
     eval_every: int = Field(0, ge=0, description="steps between validation runs (0 = per epoch)")
+    linear_probe_init: bool = Field(True, description="start the head from a logistic-regression probe (LP-FT)")
     eval_test: bool = Field(True, description="also score the test split into the artifact's metrics")
     checkpoint_every: int = Field(100, ge=1, description="steps between resumable checkpoints")
     threads: int | None = Field(None, description="torch intra-op threads (None = physical cores)")

@@ -19,6 +19,9 @@ import numpy as np
 from model.labels import VIOLATIONS
 from model.preprocess import Segment, normalize
 
+#: Smallest score change drawn at full colour: differences below a few hundredths are noise.
+MIN_SCALE = 0.05
+
 
 def occlusion_scores(classifier: Any, segment: Any, window: int = 1) -> tuple[str, np.ndarray, np.ndarray]:
     """``(normalised text, base scores (3,), occluded scores (n_spans, 3))`` from one batch.
@@ -73,14 +76,15 @@ def highlight_html(
 ) -> str:
     """``text`` as HTML with each character's background coloured by its weight.
 
-    Red = pushes towards the label, blue = away from it; opacity is ``|w| / scale`` (default:
-    the largest ``|w|``), so the strongest character is fully coloured. ``weights`` may be the
-    ``(char, delta)`` list from :func:`occlusion` with ``window=1``.
+    Red = pushes towards the label, blue = away from it; opacity is ``|w| / scale``. The default
+    scale is the largest ``|w|`` but at least :data:`MIN_SCALE`, so the strongest character is
+    fully coloured while score changes too small to matter stay faint instead of looking decisive.
+    ``weights`` may be the ``(char, delta)`` list from :func:`occlusion` with ``window=1``.
     """
     values = [float(w[1]) if isinstance(w, tuple) else float(w) for w in weights]
     if len(values) != len(text):
         raise ValueError(f"need one weight per character: {len(text)} characters, {len(values)} weights")
-    scale = scale or max((abs(v) for v in values), default=0.0) or 1.0
+    scale = scale or max(max((abs(v) for v in values), default=0.0), MIN_SCALE)
     parts = []
     for ch, w in zip(text, values, strict=True):
         alpha = min(abs(w) / scale, 1.0)
@@ -95,14 +99,16 @@ def explanation_html(classifier: Any, segment: Any, labels: Sequence[str] | None
     """An HTML block explaining one segment: per label, its score, decision and highlighted text.
 
     Scores for every label come from the same single batch, so showing all three labels costs
-    no more than showing one.
+    no more than showing one; all labels share one colour scale so their colours compare.
     """
     seg = Segment.of(segment)
     text, base, occluded = occlusion_scores(classifier, seg, window)
+    all_deltas = base[None, :] - occluded
+    scale = max(float(np.abs(all_deltas).max(initial=0.0)), MIN_SCALE)  # one scale: labels compare by colour
     rows = []
     for label in labels or VIOLATIONS:
         col = VIOLATIONS.index(label)
-        deltas = base[col] - occluded[:, col]
+        deltas = all_deltas[:, col]
         weights = char_weights([(text[i : i + window], float(d)) for i, d in enumerate(deltas)], window)
         flagged = base[col] >= classifier.thresholds[label]
         top = _top_spans(text, deltas, window)
@@ -110,7 +116,7 @@ def explanation_html(classifier: Any, segment: Any, labels: Sequence[str] | None
             f"<tr><td style='text-align:left'><b>{label}</b><br>score {base[col]:.3f} "
             f"(threshold {classifier.thresholds[label]:.2f}) {'⚑ flagged' if flagged else ''}"
             f"<br><small>top: {html.escape(top)}</small></td>"
-            f"<td style='text-align:left'>{highlight_html(text, weights)}</td></tr>"
+            f"<td style='text-align:left'>{highlight_html(text, weights, scale)}</td></tr>"
         )
     head = html.escape(f"speaker={seg.speaker} listener={seg.listener}")
     return f"<div><small>{head}</small><table>{''.join(rows)}</table></div>"

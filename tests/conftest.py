@@ -4,7 +4,12 @@ the shipped model instead."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Model hubs are unreachable here and in CI: any accidental download must fail fast, not hang.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
 

@@ -101,9 +101,10 @@ def execute_notebook(path: Path, kernel: str, env_overrides: dict[str, str | Non
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_executes(path: Path, kernel_name: str) -> None:
-    assert (SHIPPED_MODEL_DIR / "collectguard.json").exists(), (
-        f"no shipped model at {SHIPPED_MODEL_DIR}; the notebooks are tested against the model users get"
-    )
+    if "Classifier.load" in path.read_text(encoding="utf-8"):
+        assert (SHIPPED_MODEL_DIR / "collectguard.json").exists(), (
+            f"no shipped model at {SHIPPED_MODEL_DIR}; {path.name} is tested against the model users get"
+        )
     nb = execute_notebook(path, kernel_name, {"COLLECTGUARD_MODEL": None, "COLLECTGUARD_NB_ROWS": CI_ROWS})
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code_cells)

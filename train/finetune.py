@@ -82,6 +82,63 @@ def _cache_bottom(model, ids: list[list[int]], pad_id: int, n_bottom: int, batch
     return out
 
 
+def start_fresh(out_dir: Path, resume: bool) -> bool:
+    """True unless this run continues from a checkpoint (which already holds a trained head)."""
+    return not (resume and (out_dir / CHECKPOINT).exists())
+
+
+def _linear_probe_init(model, ids, cached, n_bottom: int, pad_id: int, y: np.ndarray, seed: int) -> None:
+    """Initialise the head from logistic regressions on the frozen model's pooled features.
+
+    Linear probing before fine-tuning (LP-FT, Kumar et al. 2022) starts training from a head
+    that already separates the labels, so the encoder's few trainable layers are not pulled
+    around by a random head — it converges in far fewer CPU steps.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    from model.architecture import inner_model
+
+    clf = inner_model(model)
+    feats = np.zeros((len(ids), clf.config.hidden_size), dtype=np.float32)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    model.eval()
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(order), 64), desc="linear probe features", unit="batch"):
+            idx = order[start : start + 64]
+            input_ids, mask = _pad([ids[i] for i in idx], pad_id)
+            if cached is None:
+                hidden = encode_bottom(model, input_ids, mask, 0)
+                n_from = 0
+            else:
+                hidden = torch.zeros((len(idx), mask.shape[1], cached[0].shape[-1]))
+                for row, i in enumerate(idx):
+                    hidden[row, : len(cached[i])] = cached[i]
+                n_from = n_bottom
+            h = _run_layers(clf, hidden, mask, n_from)
+            m = mask.unsqueeze(-1).float()
+            feats[idx] = ((h * m).sum(1) / m.sum(1)).numpy()
+    model.train()
+    weight = next(p for n, p in model.named_parameters() if (p.requires_grad and n.endswith("classifier.weight"))
+                  or (p.requires_grad and n.endswith("classifier.modules_to_save.default.weight")))  # fmt: skip
+    bias = next(p for n, p in model.named_parameters() if (p.requires_grad and n.endswith("classifier.bias"))
+                or (p.requires_grad and n.endswith("classifier.modules_to_save.default.bias")))  # fmt: skip
+    with torch.no_grad():
+        for j in range(y.shape[1]):
+            probe = LogisticRegression(C=1.0, max_iter=500, random_state=seed).fit(feats, y[:, j])
+            weight[j] = torch.from_numpy(probe.coef_[0].astype(np.float32))
+            bias[j] = float(probe.intercept_[0])
+
+
+def _run_layers(clf, hidden: torch.Tensor, mask: torch.Tensor, n_from: int) -> torch.Tensor:
+    from transformers.masking_utils import create_bidirectional_mask
+
+    bert = clf.base_model
+    attn = create_bidirectional_mask(config=bert.config, inputs_embeds=hidden, attention_mask=mask)
+    for layer in bert.encoder.layer[n_from:]:
+        hidden = layer(hidden, attn)
+    return hidden
+
+
 def _split_metrics(clf: Classifier, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Metrics on all rows and on the individually written ones (scored once)."""
     y, p = label_matrix(rows), clf.predict_proba(rows)
@@ -128,6 +185,8 @@ def train(settings: Settings, resume: bool = False, data_dir: Path | None = None
     lengths = [len(x) for x in ids]
     n_bottom = frozen_bottom(model, cfg.method, cfg.top_layers) if cfg.cache_frozen else 0
     cached = _cache_bottom(model, ids, tokenizer.pad_token_id, n_bottom) if n_bottom else None
+    if cfg.linear_probe_init and start_fresh(out_dir, resume):
+        _linear_probe_init(model, ids, cached, n_bottom, tokenizer.pad_token_id, y.numpy(), cfg.seed)
     per_epoch = math.ceil(len(ids) / cfg.batch_size)
     total = cfg.max_steps or max(1, round(cfg.epochs * per_epoch))
     schedule = [b for e in range(math.ceil(total / per_epoch)) for b in _batches(lengths, cfg.batch_size, cfg.seed, e)]
