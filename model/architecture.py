@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,8 @@ def build_model(base: str, method: str, train_cfg: dict[str, Any] | None = None,
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the "newly initialised head" report is expected here
+    # peft calls a transformers method deprecated for v6; nothing for a user to act on
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     cfg = dict(train_cfg or {})
     torch.manual_seed(seed)
     config = AutoConfig.from_pretrained(base)
