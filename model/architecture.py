@@ -216,12 +216,15 @@ def forward_top(model, hidden: torch.Tensor, attention_mask: torch.Tensor, n_bot
     ``forward_top(m, encode_bottom(m, x, a, k), a, k)`` equals ``m(x, a).logits`` (tested), so
     training on cached states optimises exactly the model that is saved.
     """
+    return inner_model(model).classify(run_layers(model, hidden, attention_mask, n_bottom), attention_mask)
+
+
+def run_layers(model, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
+    """The encoder layers from ``start`` to the top, applied to hidden states."""
     from transformers.masking_utils import create_bidirectional_mask
 
-    clf = inner_model(model)
-    bert = clf.base_model
+    bert = inner_model(model).base_model
     mask = create_bidirectional_mask(config=bert.config, inputs_embeds=hidden, attention_mask=attention_mask)
-    h = hidden
-    for layer in bert.encoder.layer[n_bottom:]:
-        h = layer(h, mask)
-    return clf.classify(h, attention_mask)
+    for layer in bert.encoder.layer[start:]:
+        hidden = layer(hidden, mask)
+    return hidden

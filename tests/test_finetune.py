@@ -108,3 +108,20 @@ def test_every_method_trains_and_round_trips(tiny_base, small_data, tmp_path, me
     in_memory = np.load(tmp_path / method / "validation_probs.npy")
     loaded = Classifier.load(artifact).predict_proba(load_split("validation", small_data))
     np.testing.assert_allclose(loaded, in_memory, atol=1e-6)
+
+
+@pytest.mark.parametrize(("method", "top"), [("lora", 1), ("top", 1), ("head", None), ("full", None)])
+def test_cached_bottom_plus_top_equals_the_full_forward(tiny_base, method, top):
+    """Training on cached frozen-layer states optimises exactly the model that is saved."""
+    import torch
+
+    from model.architecture import build_model, encode_bottom, forward_top, frozen_bottom
+
+    model = build_model(str(tiny_base), method, {"top_layers": top}, seed=0).eval()
+    n_bottom = frozen_bottom(model, method, top)
+    ids = torch.tensor([[0, 5, 6, 7, 2, 2, 100, 200, 300, 2], [0, 5, 6, 2, 2, 9, 2, 1, 1, 1]])
+    mask = (ids != 1).long()
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask).logits
+        split = forward_top(model, encode_bottom(model, ids, mask, n_bottom), mask, n_bottom)
+    torch.testing.assert_close(split, full, atol=1e-6, rtol=0)

