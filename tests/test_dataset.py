@@ -298,3 +298,14 @@ def test_small_build_rows_are_valid_and_split_by_group(small_builds):
 def test_load_split_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="data build"):
         load_split("train", tmp_path)
+
+
+def test_processed_splits_load_as_a_hugging_face_dataset_dict():
+    from train.dataset import SPLITS, load_dataset_dict, load_split
+
+    dd = load_dataset_dict()
+    assert list(dd) == list(SPLITS)
+    for split in SPLITS:
+        rows = load_split(split)
+        assert dd[split].num_rows == len(rows)
+        assert dd[split][0]["text"] == rows[0]["text"]
