@@ -214,21 +214,10 @@ def test_processed_has_every_split(processed):
     assert len(rows["train"]) > len(rows["validation"]) + len(rows["test"])
 
 
-def test_processed_no_test_text_in_validation(processed):
+@pytest.mark.parametrize(("held_out", "seen"), [("test", "validation"), ("test", "train"), ("validation", "train")])
+def test_processed_no_held_out_text_in_an_earlier_split(processed, held_out, seen):
     _, texts = processed
-    leaks = _leaks(texts, "test", "validation")
-    assert not leaks, leaks
-
-
-def test_processed_no_test_text_in_train(processed):
-    _, texts = processed
-    leaks = _leaks(texts, "test", "train")
-    assert not leaks, leaks
-
-
-def test_processed_no_validation_text_in_train(processed):
-    _, texts = processed
-    leaks = _leaks(texts, "validation", "train")
+    leaks = _leaks(texts, held_out, seen)
     assert not leaks, leaks
 
 

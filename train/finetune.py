@@ -90,6 +90,14 @@ def _cache_bottom(model, ids: list[list[int]], pad_id: int, n_bottom: int, batch
     return out
 
 
+def _stack_cached(cached: list[torch.Tensor], idx: list[int], width: int) -> torch.Tensor:
+    """Cached per-window hidden states of a batch, zero-padded to ``width`` tokens."""
+    hidden = torch.zeros((len(idx), width, cached[0].shape[-1]))
+    for row, i in enumerate(idx):
+        hidden[row, : len(cached[i])] = cached[i]
+    return hidden
+
+
 def start_fresh(out_dir: Path, resume: bool) -> bool:
     """True unless this run continues from a checkpoint (which already holds a trained head)."""
     return not (resume and (out_dir / CHECKPOINT).exists())
@@ -115,21 +123,15 @@ def _linear_probe_init(model, ids, cached, n_bottom: int, pad_id: int, y: np.nda
             idx = order[start : start + 64]
             input_ids, mask = _pad([ids[i] for i in idx], pad_id)
             if cached is None:
-                hidden = encode_bottom(model, input_ids, mask, 0)
-                n_from = 0
+                h = run_layers(model, encode_bottom(model, input_ids, mask, 0), mask, 0)
             else:
-                hidden = torch.zeros((len(idx), mask.shape[1], cached[0].shape[-1]))
-                for row, i in enumerate(idx):
-                    hidden[row, : len(cached[i])] = cached[i]
-                n_from = n_bottom
-            h = run_layers(model, hidden, mask, n_from)
+                h = run_layers(model, _stack_cached(cached, idx, mask.shape[1]), mask, n_bottom)
             m = mask.unsqueeze(-1).float()
             feats[idx] = ((h * m).sum(1) / m.sum(1)).numpy()
     model.train()
-    weight = next(p for n, p in model.named_parameters() if (p.requires_grad and n.endswith("classifier.weight"))
-                  or (p.requires_grad and n.endswith("classifier.modules_to_save.default.weight")))  # fmt: skip
-    bias = next(p for n, p in model.named_parameters() if (p.requires_grad and n.endswith("classifier.bias"))
-                or (p.requires_grad and n.endswith("classifier.modules_to_save.default.bias")))  # fmt: skip
+    # the trainable classifier (under peft, its modules_to_save copy)
+    head = {n.rsplit(".", 1)[-1]: p for n, p in model.named_parameters() if p.requires_grad and "classifier" in n}
+    weight, bias = head["weight"], head["bias"]
     with torch.no_grad():
         for j in range(y.shape[1]):
             probe = LogisticRegression(C=1.0, max_iter=500, random_state=seed).fit(feats, y[:, j])
@@ -225,10 +227,7 @@ def train(settings: Settings, resume: bool = False, data_dir: Path | None = None
         if cached is None:
             logits = model(input_ids=input_ids, attention_mask=mask).logits
         else:  # frozen bottom layers were computed once; only the trained top runs here
-            hidden = torch.zeros((len(batch), mask.shape[1], cached[0].shape[-1]))
-            for row, i in enumerate(batch):
-                hidden[row, : len(cached[i])] = cached[i]
-            logits = forward_top(model, hidden, mask, n_bottom)
+            logits = forward_top(model, _stack_cached(cached, batch, mask.shape[1]), mask, n_bottom)
         loss = loss_fn(logits, y[batch])
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
