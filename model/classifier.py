@@ -17,33 +17,42 @@ import torch
 from model.artifact import Manifest, load_artifact
 from model.config import SHIPPED_MODEL_DIR, InferenceConfig, physical_cores
 from model.labels import COMPLIANT, VIOLATIONS, most_severe
-from model.preprocess import PREPROCESS_VERSION, Segment, Window, combine_by_max, make_windows, segments_of
+from model.preprocess import (
+    PREPROCESS_VERSION,
+    Segment,
+    Window,
+    combine_by_max,
+    encode_windows,
+    make_windows,
+    pad_batch,
+    segments_of,
+)
+from model.runners import Runner, TorchRunner
+from model.thresholds import apply_thresholds, check_thresholds
+
+__all__ = ["Classifier", "SegmentLike", "check_thresholds"]
 
 SegmentLike = str | Mapping[str, Any] | Segment
-
-
-def check_thresholds(thresholds: Mapping[str, float] | None) -> dict[str, float]:
-    """Validate per-label threshold overrides, naming the bad label or value."""
-    out: dict[str, float] = {}
-    for label, value in (thresholds or {}).items():
-        if label not in VIOLATIONS:
-            raise ValueError(f"thresholds: unknown label {label!r}; expected one of {list(VIOLATIONS)}")
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
-            raise ValueError(f"thresholds.{label}: must be a number in [0, 1], got {value!r}")
-        out[label] = float(value)
-    return out
 
 
 class Classifier:
     """A loaded collectguard model: scores transcript segments for the violation labels."""
 
-    def __init__(self, model, tokenizer, manifest: Manifest, config: InferenceConfig | None = None) -> None:
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        manifest: Manifest,
+        config: InferenceConfig | None = None,
+        runner: Runner | None = None,
+    ) -> None:
+        """``runner`` runs the network on padded batches (default: :class:`~model.runners.TorchRunner`)."""
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.manifest = manifest
         self.config = config or InferenceConfig()
         self.thresholds: dict[str, float] = dict(manifest.thresholds)
-        self._runner = self._torch_runner
+        self.runner: Runner = runner if runner is not None else TorchRunner(self.model)
 
     @classmethod
     def load(
@@ -57,12 +66,13 @@ class Classifier:
         torch.set_num_threads(config.threads or physical_cores())
         path = Path(path) if path is not None else SHIPPED_MODEL_DIR
         model, tokenizer, manifest = load_artifact(path)
-        clf = cls(model, tokenizer, manifest, config)
-        clf.thresholds.update(check_thresholds(thresholds))
+        runner = None
         if config.backend == "onnx":
-            from model.onnx_backend import onnx_runner
+            from model.onnx_backend import OnnxRunner
 
-            clf._runner = onnx_runner(path, clf)
+            runner = OnnxRunner.for_artifact(path, model, tokenizer, manifest, config)
+        clf = cls(model, tokenizer, manifest, config, runner)
+        clf.thresholds.update(check_thresholds(thresholds))
         return clf
 
     # -- identity -------------------------------------------------------------------------
@@ -83,33 +93,17 @@ class Classifier:
         return VIOLATIONS
 
     # -- scoring --------------------------------------------------------------------------
-    def _torch_runner(self, batch: Mapping[str, np.ndarray]) -> np.ndarray:
-        with torch.inference_mode():
-            inputs = {k: torch.from_numpy(np.asarray(v)) for k, v in batch.items()}
-            return self.model(**inputs).logits.float().numpy()
-
     def window_scores(self, windows: Sequence[Window], batch_size: int | None = None) -> np.ndarray:
         """Sigmoid scores per window, in the given order (length-bucketed internally)."""
         if not windows:
             return np.zeros((0, len(VIOLATIONS)), dtype=np.float32)
         batch_size = batch_size or self.config.batch_size
-        enc = self.tokenizer(
-            [w.prefix for w in windows], [w.text for w in windows],
-            truncation="only_second", max_length=self.manifest.max_length,
-        )  # fmt: skip
-        ids, masks = enc["input_ids"], enc["attention_mask"]
+        ids = encode_windows(self.tokenizer, windows, self.manifest.max_length)
         order = np.argsort([len(x) for x in ids], kind="stable")  # similar lengths share a batch: little padding
         out = np.empty((len(windows), len(VIOLATIONS)), dtype=np.float32)
-        pad = self.tokenizer.pad_token_id
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            width = max(len(ids[i]) for i in idx)
-            input_ids = np.full((len(idx), width), pad, dtype=np.int64)
-            attention = np.zeros((len(idx), width), dtype=np.int64)
-            for row, i in enumerate(idx):
-                input_ids[row, : len(ids[i])] = ids[i]
-                attention[row, : len(masks[i])] = masks[i]
-            logits = self._runner({"input_ids": input_ids, "attention_mask": attention})
+            logits = self.runner(pad_batch([ids[i] for i in idx], self.tokenizer.pad_token_id))
             out[idx] = 1.0 / (1.0 + np.exp(-logits))
         return out
 
@@ -122,11 +116,12 @@ class Classifier:
     def decide(self, probs: np.ndarray, thresholds: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
         """Turn probabilities into results: ``label`` (most severe), ``labels`` and four ``scores``."""
         th = {**self.thresholds, **check_thresholds(thresholds)}
+        probs = np.asarray(probs)
         results = []
-        for row in np.asarray(probs):
+        for row, on in zip(probs, apply_thresholds(probs, th), strict=True):
             scores = {label: float(p) for label, p in zip(VIOLATIONS, row, strict=True)}
             scores[COMPLIANT] = float(1.0 - row.max())  # compliant = no violation is likely
-            labels = [label for label in VIOLATIONS if scores[label] >= th[label]]
+            labels = [label for label, flag in zip(VIOLATIONS, on, strict=True) if flag]
             results.append({"label": most_severe(labels), "labels": labels, "scores": scores})
         return results
 

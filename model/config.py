@@ -66,7 +66,6 @@ class TrainConfig(_Section):
     precision_floor: float = Field(0.85, ge=0, le=1, description="thresholds: best F1 with precision ≥ this")
     max_train_rows: int | None = Field(None, description="subsample training rows (for comparisons and smoke tests)")
     max_steps: int | None = Field(None, description="stop after this many optimiser steps")
-    eval_every: int = Field(0, ge=0, description="steps between validation runs (0 = per epoch)")
     linear_probe_init: bool = Field(True, description="start the head from a logistic-regression probe (LP-FT)")
     eval_test: bool = Field(True, description="also score the test split into the artifact's metrics")
     checkpoint_every: int = Field(100, ge=1, description="steps between resumable checkpoints")
@@ -143,6 +142,11 @@ class Settings(_Section):
                     if isinstance(value, str) and not cls._is_text_field(section, field):
                         fields[field] = _parse_value(value)
         return cls.model_validate(raw)
+
+    @classmethod
+    def from_args(cls, args: Any, env: bool = False) -> Settings:
+        """Settings for a command: its ``--config`` file and ``--set`` overrides (``env``: also the environment)."""
+        return cls.load(getattr(args, "config", None), getattr(args, "overrides", None), env=env)
 
     @classmethod
     def _is_text_field(cls, section: str, field: str) -> bool:

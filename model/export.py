@@ -1,10 +1,10 @@
-"""ONNX export of a loaded classifier, optionally int8-quantised, and ``collectguard export``.
+"""ONNX export of a trained network, optionally int8-quantised (``collectguard export`` calls it).
 
 Why ONNX: on CPU, onnxruntime with fused BERT kernels and dynamic int8 weights scores several
 times faster than eager PyTorch, and only the network changes — preprocessing, windowing,
 thresholds and the max-over-windows rule stay in :class:`model.classifier.Classifier`.
 
-Pipeline: the merged fine-tuned network (``clf.model``, LoRA already folded in) is traced with
+Pipeline: the merged fine-tuned network (LoRA already folded in) is traced with
 the TorchScript exporter (``dynamo=False``: the most robust path for BERT), checked against
 PyTorch, then fused with onnxruntime's transformer optimizer (Attention, SkipLayerNorm, Gelu),
 and for ``int8`` its MatMul/Attention weights are quantised dynamically, per output channel.
@@ -14,7 +14,6 @@ preprocessing version) and the quantisation, so an export made for other weights
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -26,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model.preprocess import PREPROCESS_VERSION
+from model.files import atomic_write
+from model.preprocess import PREPROCESS_VERSION, encode_windows, pad_batch
 
 if TYPE_CHECKING:
     from model.artifact import Manifest
-    from model.classifier import Classifier
 
 EXPORT_FORMAT = "collectguard-onnx/1"
 MODEL_FILE = "model.onnx"
@@ -83,17 +82,18 @@ def stale_reason(out_dir: Path, manifest: Manifest, quantize: str | None) -> str
 
 
 # -- export steps ---------------------------------------------------------------------------
-def _probe_batches(clf: Classifier) -> list[dict[str, np.ndarray]]:
+def _probe_batches(model, tokenizer, max_length: int) -> list[dict[str, np.ndarray]]:
     """Real text pairs (padded, so the mask matters) and one random full-length batch."""
-    prefixes, texts = zip(*_PROBE_TEXTS, strict=True)
-    enc = clf.tokenizer(list(prefixes), list(texts), padding=True, truncation="only_second",
-                        max_length=clf.manifest.max_length, return_tensors="np")  # fmt: skip
+    from model.preprocess import Window
+
+    windows = [Window(i, prefix, text, 0, len(text)) for i, (prefix, text) in enumerate(_PROBE_TEXTS)]
+    enc = pad_batch(encode_windows(tokenizer, windows, max_length), tokenizer.pad_token_id)
     rng = np.random.default_rng(0)
-    vocab = min(len(clf.tokenizer), clf.model.config.vocab_size)
-    long_ids = rng.integers(4, vocab, size=(2, clf.manifest.max_length), dtype=np.int64)
+    vocab = min(len(tokenizer), model.config.vocab_size)
+    long_ids = rng.integers(4, vocab, size=(2, max_length), dtype=np.int64)
     long_mask = np.ones_like(long_ids)
-    long_mask[1, clf.manifest.max_length // 3 :] = 0
-    ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+    long_mask[1, max_length // 3 :] = 0
+    ids, mask = enc["input_ids"], enc["attention_mask"]
     return [
         {"input_ids": ids, "attention_mask": mask},
         {"input_ids": ids[:1], "attention_mask": mask[:1]},
@@ -205,21 +205,13 @@ def _max_diff(path: Path, model, probes: list[dict[str, np.ndarray]], threads: i
     return {"max_abs_logit": logit, "max_abs_prob": prob}
 
 
-def _write_atomic(path: Path, write) -> None:
-    """Write via a temporary sibling and rename, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is shared like any other
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def export_onnx(
+    model, tokenizer, manifest: Manifest, out_dir: Path, quantize: str | None, threads: int | None = None
+) -> Path:
+    """Export the network ``model`` to ``out_dir/model.onnx`` (fp32, or int8 with ``quantize="int8"``).
 
-
-def export_onnx(clf: Classifier, out_dir: Path, quantize: str | None) -> Path:
-    """Export ``clf.model`` to ``out_dir/model.onnx`` (fp32, or int8 with ``quantize="int8"``).
+    Takes the parts it needs: the network, its tokenizer (for the parity probes), the manifest
+    (identity and window length) and the onnxruntime thread count for the parity check.
 
     The fp32 graph is checked against PyTorch before anything is written; a mismatch raises
     ``ValueError``. The JSON is written last, so an interrupted export is never taken as current.
@@ -233,13 +225,13 @@ def export_onnx(clf: Classifier, out_dir: Path, quantize: str | None) -> Path:
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = clf.model.eval()
-    probes = _probe_batches(clf)
+    model = model.eval()
+    probes = _probe_batches(model, tokenizer, manifest.max_length)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
         raw, fused = Path(tmp) / "raw.onnx", Path(tmp) / "fused.onnx"
         _trace_to_onnx(model, probes[0], raw)
         _fuse(raw, fused, model.config)
-        fp32 = _max_diff(fused, model, probes, clf.config.threads)
+        fp32 = _max_diff(fused, model, probes, threads)
         if fp32["max_abs_logit"] > FP32_TOLERANCE:
             diff = fp32["max_abs_logit"]
             raise ValueError(f"ONNX export does not reproduce PyTorch: max logit difference {diff:.2e}")
@@ -247,11 +239,11 @@ def export_onnx(clf: Classifier, out_dir: Path, quantize: str | None) -> Path:
         if quantize == "int8":
             final = Path(tmp) / "int8.onnx"
             _quantize_int8(fused, final)
-        parity = fp32 if final == fused else _max_diff(final, model, probes, clf.config.threads)
-        _write_atomic(out_dir / MODEL_FILE, lambda p: os.replace(final, p))
+        parity = fp32 if final == fused else _max_diff(final, model, probes, threads)
+        atomic_write(out_dir / MODEL_FILE, lambda p: os.replace(final, p))
     meta = {
-        **export_identity(clf.manifest, quantize),
-        "model": {"name": clf.manifest.name, "version": clf.manifest.version},
+        **export_identity(manifest, quantize),
+        "model": {"name": manifest.name, "version": manifest.version},
         "opset": OPSET,
         "quantization": None if quantize is None else "dynamic int8, per-channel weights (MatMul, Attention)",
         "parity_vs_torch": {k: float(f"{v:.3g}") for k, v in parity.items()},
@@ -260,20 +252,5 @@ def export_onnx(clf: Classifier, out_dir: Path, quantize: str | None) -> Path:
         "seconds": round(time.perf_counter() - t0, 1),
     }
     text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
-    _write_atomic(out_dir / META_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write(out_dir / META_FILE, lambda p: p.write_text(text, encoding="utf-8"))
     return out_dir / MODEL_FILE
-
-
-def run(args: argparse.Namespace) -> int:
-    """``collectguard export --format onnx [--quantize int8] [--out DIR] [--model DIR]``."""
-    from model.classifier import Classifier
-    from model.cli import load_settings
-
-    settings = load_settings(args)
-    config = settings.inference.model_copy(update={"backend": "torch"})  # export from the PyTorch network
-    clf = Classifier.load(args.model, config=config)
-    out = args.out or default_export_dir(clf.manifest, args.quantize)
-    path = export_onnx(clf, out, args.quantize)
-    meta = json.loads((path.parent / META_FILE).read_text(encoding="utf-8"))
-    print(json.dumps({"onnx": str(path), "mb": round(path.stat().st_size / 1e6, 1), **meta}, ensure_ascii=False))
-    return 0

@@ -20,10 +20,13 @@ ALL_LABELS: tuple[str, ...] = (*VIOLATIONS, COMPLIANT)
 #: Most severe first (LABELS.md, "Severity order").
 SEVERITY: tuple[str, ...] = (THREAT, THIRD_PARTY_DISCLOSURE, INSULT, COMPLIANT)
 
-SPEAKERS: tuple[str, ...] = ("agent", "customer")
-LISTENERS: tuple[str, ...] = ("debtor", "third_party", "unknown")
-DEFAULT_SPEAKER = "agent"
-DEFAULT_LISTENER = "unknown"
+AGENT, CUSTOMER = "agent", "customer"
+DEBTOR, THIRD_PARTY, UNKNOWN_LISTENER = "debtor", "third_party", "unknown"
+#: Who speaks (only the agent's segments count towards a call's verdict) and to whom.
+SPEAKERS: tuple[str, ...] = (AGENT, CUSTOMER)
+LISTENERS: tuple[str, ...] = (DEBTOR, THIRD_PARTY, UNKNOWN_LISTENER)
+DEFAULT_SPEAKER = AGENT
+DEFAULT_LISTENER = UNKNOWN_LISTENER
 
 
 def most_severe(labels: Iterable[str]) -> str:

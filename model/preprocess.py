@@ -12,11 +12,12 @@ e.g. ``坐席对第三方`` (agent → third party). Long texts are cut into ove
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -108,17 +109,49 @@ def context_prefix(speaker: str = DEFAULT_SPEAKER, listener: str = DEFAULT_LISTE
     return SPEAKER_TAGS[speaker] + LISTENER_TAGS[listener]
 
 
+def _seconds(value: Any, name: str) -> float | None:
+    """An optional time in seconds: a finite number ≥ 0, or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a number of seconds ≥ 0, got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class Segment:
-    """One transcript segment with its optional context (LABELS.md, "Unit")."""
+    """One transcript segment with its context and optional timing (LABELS.md, "Unit").
+
+    The one validated input type: the readers, the dataset builder, the API schemas and the
+    Classifier all build it, so the rules (text is a string, speaker and listener are in
+    :mod:`model.labels`, times are seconds with ``end >= start``) are checked here only. Missing
+    or empty ``speaker``/``listener`` take the defaults of :mod:`model.labels`.
+    """
 
     text: str
     speaker: str = DEFAULT_SPEAKER
     listener: str = DEFAULT_LISTENER
+    start: float | None = None
+    end: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise ValueError(f"text must be a string, got {type(self.text).__name__}")
+        check_context(self.speaker, self.listener)
+        start, end = _seconds(self.start, "start"), _seconds(self.end, "end")
+        if start is not None and end is not None and end < start:
+            raise ValueError(f"end ({end}) is before start ({start})")
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+
+    @cached_property
+    def normalized(self) -> str:
+        """:func:`normalize` of the text, computed once per segment (raises ``ValueError`` if empty)."""
+        return normalize(self.text)
 
     @classmethod
     def of(cls, obj: str | Mapping[str, Any] | Segment) -> Segment:
-        """Accept a string, a mapping with ``text`` (+ ``speaker``/``listener``) or a Segment."""
+        """Accept a string, a mapping with ``text`` (+ ``speaker``/``listener``/``start``/``end``) or a Segment."""
         if isinstance(obj, Segment):
             return obj
         if isinstance(obj, str):
@@ -126,10 +159,19 @@ class Segment:
         if isinstance(obj, Mapping):
             if "text" not in obj:
                 raise ValueError("segment has no 'text' field")
-            speaker = obj.get("speaker") or DEFAULT_SPEAKER
-            listener = obj.get("listener") or DEFAULT_LISTENER
-            return cls(obj["text"], speaker, listener)
+            return cls(
+                obj["text"],
+                obj.get("speaker") or DEFAULT_SPEAKER,
+                obj.get("listener") or DEFAULT_LISTENER,
+                obj.get("start"),
+                obj.get("end"),
+            )
         raise ValueError(f"a segment must be a string or a mapping with 'text', got {type(obj).__name__}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The segment as a plain row (JSON, Parquet): ``start``, ``end``, ``speaker``, ``listener``, ``text``."""
+        return {"start": self.start, "end": self.end, "speaker": self.speaker, "listener": self.listener,
+                "text": self.text}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -152,7 +194,7 @@ def make_windows(tokenizer: Any, segments: Sequence[Segment], max_length: int, s
     if not segments:
         return []
     prefixes = [context_prefix(s.speaker, s.listener) for s in segments]
-    texts = [normalize(s.text) for s in segments]
+    texts = [s.normalized for s in segments]
     specials = tokenizer.num_special_tokens_to_add(pair=True)
     prefix_lens = {p: len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in set(prefixes)}
     enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
@@ -182,16 +224,31 @@ def make_windows(tokenizer: Any, segments: Sequence[Segment], max_length: int, s
     return windows
 
 
-def encode_windows(tokenizer: Any, windows: Sequence[Window], max_length: int, return_tensors: str | None = "pt"):
-    """Tokenise windows as ``(prefix, text)`` pairs, padded to the longest in this batch only."""
-    return tokenizer(
+def encode_windows(tokenizer: Any, windows: Sequence[Window], max_length: int) -> list[list[int]]:
+    """Token ids of windows as ``(prefix, text)`` pairs, unpadded: exactly what the model is fed.
+
+    The Classifier, training and ``collectguard preprocess`` all encode through this function.
+    """
+    if not windows:
+        return []
+    enc = tokenizer(
         [w.prefix for w in windows],
         [w.text for w in windows],
         truncation="only_second",  # guards a boundary piece re-tokenising one token longer
         max_length=max_length,
-        padding=True,
-        return_tensors=return_tensors,
     )
+    return enc["input_ids"]
+
+
+def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, np.ndarray]:
+    """Right-pad token id lists to the longest one: int64 ``input_ids`` and ``attention_mask``."""
+    width = max(len(x) for x in ids)
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    attention = np.zeros((len(ids), width), dtype=np.int64)
+    for row, x in enumerate(ids):
+        input_ids[row, : len(x)] = x
+        attention[row, : len(x)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention}
 
 
 def combine_by_max(window_scores: np.ndarray, windows: Sequence[Window], n_segments: int) -> np.ndarray:

@@ -9,10 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from model.labels import COMPLIANT, VIOLATIONS, most_severe
+from model.labels import AGENT, COMPLIANT, DEFAULT_SPEAKER, VIOLATIONS, most_severe
 
 
-def summarize_call(segments: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _field(segment: Any, name: str) -> Any:
+    """A segment's field, whether it is a mapping (a row) or an object (a Segment, an API model)."""
+    return segment.get(name) if isinstance(segment, Mapping) else getattr(segment, name, None)
+
+
+def summarize_call(segments: Sequence[Any], results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Summarise one call from its segments (``speaker``, optional ``start``) and their results.
 
     Returns violation counts per label on agent segments, the start time and index of the first
@@ -28,7 +33,7 @@ def summarize_call(segments: Sequence[Mapping[str, Any]], results: Sequence[Mapp
     flagged: list[int] = []
     n_agent = 0
     for i, (seg, res) in enumerate(zip(segments, results, strict=True)):
-        if (seg.get("speaker") or "agent") != "agent":
+        if (_field(seg, "speaker") or DEFAULT_SPEAKER) != AGENT:
             continue
         n_agent += 1
         for label in VIOLATIONS:
@@ -39,7 +44,7 @@ def summarize_call(segments: Sequence[Mapping[str, Any]], results: Sequence[Mapp
             counts[label] += 1
             if first_segment[label] is None:
                 first_segment[label] = i
-                start = seg.get("start")
+                start = _field(seg, "start")
                 first_at[label] = float(start) if start is not None else None
     present = [label for label in VIOLATIONS if counts[label]]
     return {

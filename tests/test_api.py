@@ -28,8 +28,8 @@ import uvicorn
 
 from model.config import Settings
 from model.labels import ALL_LABELS, VIOLATIONS
-from serve.app import create_app
-from serve.batcher import MicroBatcher
+from serve.api.app import create_app
+from serve.api.batcher import MicroBatcher
 from serve.summary import summarize_call
 
 pytestmark = pytest.mark.slow
@@ -103,7 +103,7 @@ def cli_server(tiny_artifact: Path, tmp_path_factory: pytest.TempPathFactory) ->
     port = free_port()
     log_path = tmp_path_factory.mktemp("serve") / "stderr.log"
     script = Path(sys.executable).with_name("collectguard")
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "model.cli"]
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "collectguard"]
     cmd += ["serve", "--model", str(tiny_artifact), "--port", str(port), "--set", "serve.max_segments=4"]
     env = {
         **os.environ,

@@ -20,7 +20,7 @@ from schemathesis.checks import not_a_server_error
 from test_api import ServerThread
 
 from model.config import Settings
-from serve.app import create_app
+from serve.api.app import create_app
 
 pytestmark = pytest.mark.slow
 

@@ -47,7 +47,7 @@ def full_dir() -> Path:
 @pytest.fixture(scope="module")
 def trimmed(tmp_path_factory):
     """`collectguard base build --trim-vocab CORPUS --out DIR`; returns (dir, stdout)."""
-    from model.cli import main
+    from collectguard.cli import main
 
     tmp = tmp_path_factory.mktemp("trimmed")
     corpus = tmp / "corpus.jsonl"

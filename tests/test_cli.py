@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from model.cli import build_parser, main, parse_thresholds, read_corpus_texts
+from collectguard.cli import build_parser, main, parse_thresholds, read_corpus_texts
 from model.preprocess import PREPROCESS_VERSION, normalize
 
 RAW = "嗯嗯嗯 那个那个 你兒子的ＡＢＣ學校 我們 知道 在哪"

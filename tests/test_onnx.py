@@ -14,6 +14,8 @@ import pytest
 
 from model.config import SHIPPED_MODEL_DIR, InferenceConfig
 from model.export import META_FILE, MODEL_FILE, default_export_dir, export_onnx, make_session, stale_reason
+from model.onnx_backend import OnnxRunner
+from model.runners import TorchRunner
 
 SEGMENTS = [
     "您好，我是瑞丰消费金融的工作人员，您的账单已经逾期了。",
@@ -33,7 +35,8 @@ def cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def exports(tiny_classifier, tmp_path_factory) -> dict[str | None, Path]:
     out = tmp_path_factory.mktemp("onnx")
-    return {q: export_onnx(tiny_classifier, out / str(q), q) for q in (None, "int8")}
+    parts = (tiny_classifier.model, tiny_classifier.tokenizer, tiny_classifier.manifest)
+    return {q: export_onnx(*parts, out / str(q), q) for q in (None, "int8")}
 
 
 def _batches(clf) -> list[dict[str, np.ndarray]]:
@@ -52,14 +55,14 @@ def test_fp32_export_matches_torch(tiny_classifier, exports):
     sess = make_session(exports[None])
     for batch in _batches(tiny_classifier):
         got = sess.run(["logits"], batch)[0]
-        np.testing.assert_allclose(got, tiny_classifier._torch_runner(batch), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(got, TorchRunner(tiny_classifier.model)(batch), atol=1e-4, rtol=0)
 
 
 def test_int8_export_is_close_and_smaller(tiny_classifier, exports):
     sess = make_session(exports["int8"])
     for batch in _batches(tiny_classifier):
         got = sess.run(["logits"], batch)[0]
-        np.testing.assert_allclose(got, tiny_classifier._torch_runner(batch), atol=0.05, rtol=0)
+        np.testing.assert_allclose(got, TorchRunner(tiny_classifier.model)(batch), atol=0.05, rtol=0)
     meta = json.loads((exports["int8"].parent / META_FILE).read_text())
     assert meta["quantize"] == "int8" and meta["weights_sha256"] == tiny_classifier.manifest.weights_sha256
     assert meta["preprocess_version"] == tiny_classifier.preprocess_version
@@ -76,7 +79,8 @@ def test_runner_contract_and_scores(tiny_artifact, tiny_classifier, cache, monke
     monkeypatch.setenv("COLLECTGUARD_CACHE", str(cache))
     clf = Classifier.load(tiny_artifact, config=InferenceConfig(backend="onnx", onnx_quantize="none"))
     batch = _batches(clf)[1]
-    logits = clf._runner(batch)
+    assert isinstance(clf.runner, OnnxRunner) and clf.runner.onnx_path.exists()
+    logits = clf.runner(batch)
     assert logits.dtype == np.float32 and logits.shape == (3, 3)
     # same preprocessing, windows and thresholds: only the network call differs
     np.testing.assert_allclose(clf.predict_proba(SEGMENTS), tiny_classifier.predict_proba(SEGMENTS), atol=1e-5)
@@ -94,7 +98,7 @@ def test_stale_export_is_detected_and_replaced(tiny_artifact, tiny_classifier, c
     monkeypatch.setenv("COLLECTGUARD_CACHE", str(cache))
     folder = default_export_dir(tiny_classifier.manifest, None)
     if stale_reason(folder, tiny_classifier.manifest, None):
-        export_onnx(tiny_classifier, folder, None)
+        export_onnx(tiny_classifier.model, tiny_classifier.tokenizer, tiny_classifier.manifest, folder, None)
     meta_file = folder / META_FILE
     meta = json.loads(meta_file.read_text())
     assert stale_reason(folder, tiny_classifier.manifest, "int8") is not None  # other quantisation
@@ -111,7 +115,7 @@ def test_stale_export_is_detected_and_replaced(tiny_artifact, tiny_classifier, c
 
 
 def test_cli_export_writes_files(tiny_artifact, tmp_path, capsys):
-    from model.cli import main
+    from collectguard.cli import main
 
     out = tmp_path / "export"
     argv = ["export", "--format", "onnx", "--quantize", "int8", "--out", str(out), "--model", str(tiny_artifact)]

@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from model.cli import main
-from serve.readers import ReadError, read_inputs, stem_of
-from serve.relabel import SCORE_COLUMNS, score_chunk
+from collectguard.cli import main
+from serve.batch.chunks import SCORE_COLUMNS, score_chunk
+from serve.batch.readers import ReadError, read_inputs, stem_of
 from serve.summary import summarize_call
 
 TEXTS = [
@@ -339,7 +339,7 @@ def test_idempotent_and_resume_of_a_finished_run(tmp_path, fast_load, tiny_artif
 
 
 def test_interrupt_keeps_committed_chunks_and_resume_finishes(tmp_path, fast_load, tiny_artifact, monkeypatch):
-    import serve.relabel as relabel_mod
+    import serve.batch.engines as relabel_mod
 
     inp = write_jsonl(tmp_path / "calls.jsonl", make_calls(10))
     ref, out = tmp_path / "ref", tmp_path / "out"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from model.cli import main
+from collectguard.cli import main
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 

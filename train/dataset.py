@@ -357,9 +357,7 @@ def load_dataset_dict(data_dir: Path | None = None):
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from model.cli import load_settings
-
-    result = build(load_settings(args), args.out)
+    result = build(Settings.from_args(args), args.out)
     summary = {s: result.counts[s]["rows"] for s in SPLITS}
     print(json.dumps({"out": str(result.out), "rows": summary, "removed": result.counts["removed"]}, indent=2))
     return 0

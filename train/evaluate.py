@@ -88,9 +88,10 @@ def evaluate_rows(classifier, rows: Sequence[dict[str, Any]], thresholds: dict[s
 
 def run(args: argparse.Namespace) -> int:
     from model.classifier import Classifier
-    from model.cli import load_settings, parse_thresholds
+    from model.config import Settings
+    from model.thresholds import parse_thresholds
 
-    settings = load_settings(args)
+    settings = Settings.from_args(args)
     clf = Classifier.load(args.model, config=settings.inference)
     rows = read_eval_rows(args.data)
     report, results = evaluate_rows(clf, rows, parse_thresholds(args.threshold))

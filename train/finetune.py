@@ -299,9 +299,7 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, total: 
 
 
 def run(args: argparse.Namespace) -> int:
-    from model.cli import load_settings
-
-    artifact = train(load_settings(args), resume=args.resume)
+    artifact = train(Settings.from_args(args), resume=args.resume)
     metrics_ = json.loads((artifact / "collectguard.json").read_text())["metrics"]
     print(json.dumps({"artifact": str(artifact), "test": metrics_["test"]}, indent=2))
     return 0

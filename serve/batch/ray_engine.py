@@ -1,4 +1,4 @@
-"""``collectguard relabel --engine ray``: the same :func:`serve.relabel.score_chunk` on Ray Data.
+"""``collectguard relabel --engine ray``: the same :func:`serve.batch.chunks.score_chunk` on Ray Data.
 
 One dataset row is one chunk of calls (so chunk boundaries, batching and therefore scores are
 exactly those of the local engine); ``map_batches`` runs a pool of actors that each load the
@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from serve.readers import Call
+from serve.batch.chunks import score_chunk
+from serve.batch.readers import Call
 
 
 class ChunkScorer:
@@ -36,8 +37,6 @@ class ChunkScorer:
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from serve.relabel import score_chunk
-
         results = [
             json.dumps(score_chunk(self.clf, json.loads(payload), self.batch_size), ensure_ascii=False)
             for payload in batch["calls"]

@@ -13,25 +13,11 @@ import json
 import sys
 from typing import Any
 
-from model.labels import COMPLIANT, VIOLATIONS
-from serve.readers import ReadError, read_inputs
-from serve.summary import summarize_call
+from model.labels import AGENT, COMPLIANT, INSULT, THIRD_PARTY_DISCLOSURE, THREAT, VIOLATIONS
+from serve.batch.readers import ReadError, read_inputs
+from serve.scoring import score_calls
 
-_SHORT = {"threat": "威胁", "insult": "侮辱", "third_party_disclosure": "泄露", COMPLIANT: "合规"}
-
-
-def score_calls(clf, calls: list[dict[str, Any]], thresholds: dict[str, float] | None = None) -> list[dict[str, Any]]:
-    """Score every segment of every call in one batch; returns calls with results and summary."""
-    flat = [seg for call in calls for seg in call["segments"]]
-    results = clf.score(flat, thresholds=thresholds)
-    out, i = [], 0
-    for call in calls:
-        n = len(call["segments"])
-        res = results[i : i + n]
-        i += n
-        out.append({"call_id": call["call_id"], "segments": call["segments"], "results": res,
-                    "summary": summarize_call(call["segments"], res)})  # fmt: skip
-    return out
+_SHORT = {THREAT: "威胁", INSULT: "侮辱", THIRD_PARTY_DISCLOSURE: "泄露", COMPLIANT: "合规"}
 
 
 def format_call(call: dict[str, Any]) -> str:
@@ -39,7 +25,7 @@ def format_call(call: dict[str, Any]) -> str:
     lines = [f"== {call['call_id']}  verdict: {call['summary']['verdict']}"]
     for seg, res in zip(call["segments"], call["results"], strict=True):
         start = f"{seg['start']:6.1f}s" if seg.get("start") is not None else "      -"
-        mark = "!!" if res["labels"] and seg["speaker"] == "agent" else "  "
+        mark = "!!" if res["labels"] and seg["speaker"] == AGENT else "  "
         tags = ",".join(_SHORT[label] for label in res["labels"]) or _SHORT[COMPLIANT]
         top = max(VIOLATIONS, key=lambda label: res["scores"][label])
         text = seg["text"] if len(seg["text"]) <= 60 else seg["text"][:59] + "…"
@@ -51,9 +37,10 @@ def format_call(call: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from model.classifier import Classifier
-    from model.cli import load_settings, parse_thresholds
+    from model.config import Settings
+    from model.thresholds import parse_thresholds
 
-    settings = load_settings(args)
+    settings = Settings.from_args(args)
     if not args.inputs and not args.text:
         raise ValueError("give transcript files/folders, or --text SEGMENT")
     calls: list[dict[str, Any]] = []

@@ -1,7 +1,9 @@
-"""The ``collectguard`` command: one entry point, a subcommand per job.
+"""The ``collectguard`` command: one entry point, a subcommand per job — the top of the application.
 
 Parsers are declared here (cheap); each job's code is imported only when that job runs, so
-``collectguard preprocess`` does not pay for FastAPI or Ray.
+``collectguard preprocess`` does not pay for FastAPI or Ray. The commands of the model layer
+(``base build``, ``preprocess``, ``export``) are implemented here; the others dispatch to their
+package's ``run(args)``. Nothing in ``model/``, ``train/`` or ``serve/`` imports this module.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-from model.labels import LISTENERS, SPEAKERS
+from model.config import Settings
+from model.labels import DEFAULT_LISTENER, DEFAULT_SPEAKER, LISTENERS, SPEAKERS
+from model.thresholds import parse_thresholds
+
+__all__ = ["build_parser", "main", "parse_thresholds", "read_corpus_texts"]
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -29,15 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=None, help="folder (default: the cache, reused when up to date)")
     b.add_argument("--trim-vocab", type=Path, default=None, metavar="CORPUS", help="JSONL/text file or folder")
     b.add_argument("--force", action="store_true", help="rebuild even if the cached folder is current")
-    b.set_defaults(run="model.cli:run_base_build")
+    b.set_defaults(run="collectguard.cli:run_base_build")
 
     p = sub.add_parser("preprocess", help="print what the model sees for a text")
     p.add_argument("text")
-    p.add_argument("--speaker", default="agent", choices=SPEAKERS)
-    p.add_argument("--listener", default="unknown", choices=LISTENERS)
+    p.add_argument("--speaker", default=DEFAULT_SPEAKER, choices=SPEAKERS)
+    p.add_argument("--listener", default=DEFAULT_LISTENER, choices=LISTENERS)
     p.add_argument("--model", type=Path, default=None, help="artifact whose tokenizer to use (default: shipped)")
     _common(p)
-    p.set_defaults(run="model.cli:run_preprocess")
+    p.set_defaults(run="collectguard.cli:run_preprocess")
 
     data = sub.add_parser("data", help="the training corpus").add_subparsers(dest="data_command", required=True)
     d = data.add_parser("build", help="assemble, validate, split and save the processed dataset")
@@ -61,20 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="score transcript segments: JSONL calls/rows, or --text")
     s.add_argument("inputs", nargs="*", type=Path)
     s.add_argument("--text", action="append", default=[], help="a segment to score (repeatable)")
-    s.add_argument("--speaker", default="agent", choices=SPEAKERS)
-    s.add_argument("--listener", default="unknown", choices=LISTENERS)
+    s.add_argument("--speaker", default=DEFAULT_SPEAKER, choices=SPEAKERS)
+    s.add_argument("--listener", default=DEFAULT_LISTENER, choices=LISTENERS)
     s.add_argument("--model", type=Path, default=None)
     s.add_argument("--threshold", action="append", default=[], metavar="LABEL=VALUE")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _common(s)
-    s.set_defaults(run="serve.score:run")
+    s.set_defaults(run="serve.batch.score:run")
 
     v = sub.add_parser("serve", help="run the HTTP scoring API")
     v.add_argument("--host", default=None)
     v.add_argument("--port", type=int, default=None)
     v.add_argument("--model", type=Path, default=None)
     _common(v)
-    v.set_defaults(run="serve.app:run")
+    v.set_defaults(run="serve.api.app:run")
 
     r = sub.add_parser("relabel", help="relabel archives of transcribed calls")
     r.add_argument("inputs", nargs="+", type=Path)
@@ -87,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=None)
     r.add_argument("--fail-on-error", action="store_true")
     _common(r)
-    r.set_defaults(run="serve.relabel:run")
+    r.set_defaults(run="serve.batch.relabel:run")
 
     x = sub.add_parser("export", help="export the classifier to ONNX (optionally int8)")
     x.add_argument("--format", default="onnx", choices=["onnx"])
@@ -95,28 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", type=Path, default=None)
     x.add_argument("--model", type=Path, default=None)
     _common(x)
-    x.set_defaults(run="model.export:run")
+    x.set_defaults(run="collectguard.cli:run_export")
     return parser
-
-
-def load_settings(args: argparse.Namespace, env: bool = False):
-    from model.config import Settings
-
-    return Settings.load(getattr(args, "config", None), getattr(args, "overrides", None), env=env)
-
-
-def parse_thresholds(items: list[str]) -> dict[str, float]:
-    """``LABEL=VALUE`` pairs from the command line."""
-    out = {}
-    for item in items:
-        label, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--threshold {item!r}: expected LABEL=VALUE")
-        try:
-            out[label] = float(value)
-        except ValueError:
-            raise SystemExit(f"--threshold {item!r}: {value!r} is not a number") from None
-    return out
 
 
 def run_base_build(args: argparse.Namespace) -> int:
@@ -154,12 +140,13 @@ def read_corpus_texts(path: Path) -> list[str]:
 
 
 def run_preprocess(args: argparse.Namespace) -> int:
+    """Print exactly what the model is fed: the Classifier's windows and encoding, token by token."""
     from model.architecture import load_tokenizer
     from model.base import build_base
     from model.config import SHIPPED_MODEL_DIR
     from model.preprocess import PREPROCESS_VERSION, Segment, encode_windows, make_windows
 
-    settings = load_settings(args)
+    settings = Settings.from_args(args)
     model_dir = args.model or SHIPPED_MODEL_DIR
     tok_dir = model_dir if (model_dir / "tokenizer.json").exists() else build_base()
     tokenizer = load_tokenizer(tok_dir)
@@ -171,7 +158,7 @@ def run_preprocess(args: argparse.Namespace) -> int:
         manifest = read_manifest(model_dir)
         max_length, stride = manifest.max_length, manifest.stride
     windows = make_windows(tokenizer, [seg], max_length, stride)
-    enc = encode_windows(tokenizer, windows, max_length, return_tensors=None)
+    ids = encode_windows(tokenizer, windows, max_length)
     out = {
         "preprocess_version": PREPROCESS_VERSION,
         "tokenizer": str(tok_dir),
@@ -180,13 +167,28 @@ def run_preprocess(args: argparse.Namespace) -> int:
                 "context": w.prefix,
                 "text": w.text,
                 "span": [w.start, w.end],
-                "tokens": tokenizer.convert_ids_to_tokens(ids),
-                "unknown_pieces": sum(i == tokenizer.unk_token_id for i in ids),
+                "tokens": tokenizer.convert_ids_to_tokens(window_ids),
+                "unknown_pieces": sum(i == tokenizer.unk_token_id for i in window_ids),
             }
-            for w, ids in zip(windows, enc["input_ids"], strict=True)
+            for w, window_ids in zip(windows, ids, strict=True)
         ],
     }
     print(json.dumps(out, ensure_ascii=False, indent=2))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``collectguard export --format onnx [--quantize int8] [--out DIR] [--model DIR]``."""
+    from model.classifier import Classifier
+    from model.export import META_FILE, default_export_dir, export_onnx
+
+    settings = Settings.from_args(args)
+    config = settings.inference.model_copy(update={"backend": "torch"})  # export from the PyTorch network
+    clf = Classifier.load(args.model, config=config)
+    out = args.out or default_export_dir(clf.manifest, args.quantize)
+    path = export_onnx(clf.model, clf.tokenizer, clf.manifest, out, args.quantize, config.threads)
+    meta = json.loads((path.parent / META_FILE).read_text(encoding="utf-8"))
+    print(json.dumps({"onnx": str(path), "mb": round(path.stat().st_size / 1e6, 1), **meta}, ensure_ascii=False))
     return 0
 
 

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from model.labels import LISTENERS, SPEAKERS
-from model.preprocess import normalize
+from model.labels import DEFAULT_LISTENER, DEFAULT_SPEAKER, SPEAKERS
+from model.preprocess import Segment
 
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "parquet", "srt", "vtt")
 SUFFIX_FORMATS: dict[str, str] = {
@@ -35,7 +35,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 TABLE_REQUIRED = ("call_id", "speaker", "text")  # start/end/listener are optional columns
 
 # Call = {"call_id": str, "segments": [segment], "metadata": dict, "source": str, "position": str | None}
-# segment = {"start": float | None, "end": float | None, "speaker": "agent"|"customer", "listener": str, "text": str}
+# segment = Segment.as_dict(): {"start": float | None, "end": float | None, "speaker", "listener", "text"}
 Call = dict[str, Any]
 
 
@@ -144,7 +144,7 @@ def detect_format(path: Path) -> str | None:
 def map_speaker(raw: Any, speaker_map: Mapping[str, str]) -> str:
     """Map a transcript's speaker name to ``agent``/``customer``; missing = ``agent`` (the API default)."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return "agent"
+        return DEFAULT_SPEAKER
     name = str(raw).strip()
     mapped = speaker_map.get(name, speaker_map.get(name.lower()))
     if mapped is None:
@@ -155,39 +155,38 @@ def map_speaker(raw: Any, speaker_map: Mapping[str, str]) -> str:
 
 
 def _time(value: Any, field: str) -> float | None:
+    """Parse a time cell (tables hold strings); the range rules are :class:`Segment`'s."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, bool):
         raise ValueError(f"{field} must be a number of seconds, got {value!r}")
     try:
-        t = float(value)
+        return float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{field} must be a number of seconds, got {value!r}") from None
-    if not t >= 0:  # also rejects NaN
-        raise ValueError(f"{field} must be ≥ 0, got {value!r}")
-    return t
 
 
 def make_segment(raw: Mapping[str, Any], speaker_map: Mapping[str, str]) -> dict[str, Any]:
-    """Validate one segment; raises ``ValueError`` with the reason.
+    """Validate one segment as a :class:`Segment`; raises ``ValueError`` with the reason.
 
-    The text is normalised here once, only to check that something is left: an empty segment
-    would otherwise make the classifier reject the whole batch it is scored in.
+    The text is normalised here only to check that something is left: an empty segment would
+    otherwise make the classifier reject the whole batch it is scored in.
     """
     text = raw.get("text")
-    if not isinstance(text, str):
-        raise ValueError("text is missing" if text is None else f"text must be a string, got {type(text).__name__}")
-    normalize(text)  # raises ValueError("text is empty ...")
-    speaker = map_speaker(raw.get("speaker"), speaker_map)
+    if text is None:
+        raise ValueError("text is missing")
     listener = raw.get("listener")
     if listener is None or (isinstance(listener, str) and not listener.strip()):
-        listener = "unknown"
-    if listener not in LISTENERS:
-        raise ValueError(f"listener must be one of {list(LISTENERS)}, got {listener!r}")
-    start, end = _time(raw.get("start"), "start"), _time(raw.get("end"), "end")
-    if start is not None and end is not None and end < start:
-        raise ValueError(f"end {end} is before start {start}")
-    return {"start": start, "end": end, "speaker": speaker, "listener": listener, "text": text}
+        listener = DEFAULT_LISTENER
+    seg = Segment(
+        text,
+        map_speaker(raw.get("speaker"), speaker_map),
+        listener,
+        _time(raw.get("start"), "start"),
+        _time(raw.get("end"), "end"),
+    )
+    seg.normalized  # noqa: B018  raises ValueError("text is empty ...")
+    return seg.as_dict()
 
 
 def _call_id(value: Any) -> str:
@@ -346,7 +345,7 @@ def _cue_segments(
     and a cue that names no one is the agent's.
     """
     turns: list[tuple[str, list[str]]] = []
-    speaker = "agent"
+    speaker = DEFAULT_SPEAKER
     for raw in lines:
         voice = _VOICE.search(raw) if vtt else None
         if voice:
@@ -389,8 +388,6 @@ def read_subtitles(path: Path, fmt: str, speaker_map: Mapping[str, str]) -> Iter
             yield ReadError(src, f"cue {n}", "no valid timing line (hh:mm:ss,mmm --> hh:mm:ss,mmm)")
             continue
         try:
-            if timing[1] < timing[0]:
-                raise ValueError(f"end {timing[1]} is before start {timing[0]}")
             segments.extend(_cue_segments(lines[idx + 1 :], *timing, fmt == "vtt", speaker_map))
         except ValueError as e:
             yield ReadError(src, f"cue {n}", str(e))

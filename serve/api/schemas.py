@@ -3,7 +3,9 @@
 Request models forbid unknown fields (a misspelt ``listner`` must fail loudly, not silently fall
 back to the default) and use strict numbers (``"0.5"`` or ``true`` is not a threshold). Size
 limits (segments per request, characters) are runtime settings, so they are checked by the app
-(413) and written into the OpenAPI document by :func:`serve.app.create_app`, not fixed here.
+(413) and written into the OpenAPI document by :func:`serve.api.openapi.document_limits`, not fixed
+here. Segments are checked by the one input type, :class:`model.preprocess.Segment`, and the
+allowed speakers, listeners and labels come from :mod:`model.labels`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from model.labels import DEFAULT_LISTENER, DEFAULT_SPEAKER, VIOLATIONS
+from model.labels import ALL_LABELS, DEFAULT_LISTENER, DEFAULT_SPEAKER, LISTENERS, SPEAKERS, VIOLATIONS
+from model.preprocess import Segment
 
-Speaker = Literal["agent", "customer"]
-Listener = Literal["debtor", "third_party", "unknown"]
+Speaker = Literal[SPEAKERS]  # type: ignore[valid-type]  # Literal of the tuple's values
+Listener = Literal[LISTENERS]  # type: ignore[valid-type]
+Label = Literal[ALL_LABELS]  # type: ignore[valid-type]
+Violation = Literal[VIOLATIONS]  # type: ignore[valid-type]
 Probability = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
 Seconds = Annotated[float, Field(strict=True, ge=0.0, allow_inf_nan=False, description="seconds from call start")]
 
@@ -43,6 +48,10 @@ class SegmentIn(_Request):
     listener: Listener = Field(DEFAULT_LISTENER, description="who the agent is speaking to")
     id: str | None = Field(None, max_length=256, description="echoed back in the result")
 
+    def to_segment(self) -> Segment:
+        """The validated model input (text, speaker, listener and, for call segments, timing)."""
+        return Segment(self.text, self.speaker, self.listener, getattr(self, "start", None), getattr(self, "end", None))
+
 
 class CallSegmentIn(SegmentIn):
     """A segment of a call, with optional timing (used for the summary's ``first_at``)."""
@@ -51,9 +60,8 @@ class CallSegmentIn(SegmentIn):
     end: Seconds | None = None
 
     @model_validator(mode="after")
-    def _ordered(self) -> CallSegmentIn:
-        if self.start is not None and self.end is not None and self.end < self.start:
-            raise ValueError(f"end ({self.end}) is before start ({self.start})")
+    def _valid(self) -> CallSegmentIn:
+        self.to_segment()  # the Segment rules (e.g. end before start) are a 422, not a 500
         return self
 
 
@@ -84,12 +92,8 @@ class Scores(BaseModel):
 
 class SegmentResult(BaseModel):
     id: str | None = Field(description="the segment's id as sent, else null")
-    label: Literal["threat", "insult", "third_party_disclosure", "compliant"] = Field(
-        description="the most severe violation present, else compliant"
-    )
-    labels: list[Literal["threat", "insult", "third_party_disclosure"]] = Field(
-        description="every violation at or above its threshold"
-    )
+    label: Label = Field(description="the most severe violation present, else compliant")
+    labels: list[Violation] = Field(description="every violation at or above its threshold")
     scores: Scores
 
 
@@ -134,7 +138,7 @@ class CallSummary(BaseModel):
     first_segment: PerLabelIndex
     max_scores: PerLabelScore
     flagged_segments: list[int]
-    verdict: Literal["threat", "insult", "third_party_disclosure", "compliant"]
+    verdict: Label
 
 
 class CallResponse(BaseModel):

@@ -1,0 +1,5 @@
+import sys
+
+from collectguard.cli import main
+
+sys.exit(main())

@@ -1,0 +1,293 @@
+"""The HTTP scoring API: ``collectguard serve``.
+
+One process holds one model. Requests are validated here (every bad input gets a 4xx naming the
+field and the limit), their segments are queued on the :class:`~serve.api.batcher.MicroBatcher`,
+and the model runs in its single worker thread, so the event loop stays free for health checks
+and new requests. Call results are split and summarised by :func:`serve.scoring.split_by_call`,
+the function batch scoring uses, so the API and offline relabeling can never disagree on a
+verdict. Middleware (:mod:`serve.api.middleware`), error handlers (:mod:`serve.api.errors`) and
+the OpenAPI patching (:mod:`serve.api.openapi`) live in their own modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from model.classifier import Classifier
+from model.config import ServeConfig, Settings
+from model.labels import ALL_LABELS, VIOLATIONS
+from model.preprocess import Segment
+from serve.api.batcher import MicroBatcher
+from serve.api.errors import ERRORS, ApiError, add_error_handlers, pick
+from serve.api.middleware import RequestGuard
+from serve.api.openapi import document_limits
+from serve.api.schemas import (
+    CallRequest,
+    CallResponse,
+    Health,
+    ModelDescription,
+    ScoreRequest,
+    ScoreResponse,
+    SegmentIn,
+    Thresholds,
+)
+from serve.scoring import split_by_call
+
+log = logging.getLogger("collectguard.serve")
+
+
+def headline_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Scalars of the manifest's metrics, one level of nesting deep (e.g. ``test.macro_f1``).
+
+    The full metrics (curves, confusion matrices) live in the artifact; the API keeps this answer
+    small and its shape stable across training-code changes.
+    """
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool | int | float | str) or value is None:
+            out[key] = value
+        elif isinstance(value, Mapping):
+            inner = {k: v for k, v in value.items() if isinstance(v, bool | int | float | str) or v is None}
+            if inner:
+                out[key] = inner
+    return out
+
+
+# -- the scoring service ---------------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    """What a running app holds: the model, its batcher and the limits it enforces."""
+
+    classifier: Classifier
+    batcher: MicroBatcher
+    config: ServeConfig
+
+    @property
+    def model_info(self) -> dict[str, str]:
+        return {"name": self.classifier.name, "version": self.classifier.version}
+
+    def check_limits(self, segments: Sequence[SegmentIn]) -> None:
+        """Size limits are settings, not schema constants, so they are checked here (413)."""
+        cfg = self.config
+        if len(segments) > cfg.max_segments:
+            raise ApiError(
+                413, "too_large",
+                f"segments: {len(segments)} segments exceed the limit of {cfg.max_segments} per request",
+                "segments",
+            )  # fmt: skip
+        total = 0
+        for i, seg in enumerate(segments):
+            if len(seg.text) > cfg.max_chars_per_segment:
+                raise ApiError(
+                    413, "too_large",
+                    f"segments[{i}].text: {len(seg.text)} characters exceed the limit of "
+                    f"{cfg.max_chars_per_segment} per segment",
+                    f"segments[{i}].text",
+                )  # fmt: skip
+            total += len(seg.text)
+        if total > cfg.max_chars_per_request:
+            raise ApiError(
+                413, "too_large",
+                f"segments: {total} characters in all exceed the limit of {cfg.max_chars_per_request} per request",
+                "segments",
+            )  # fmt: skip
+
+    async def score(self, segments: Sequence[SegmentIn], thresholds: Thresholds | None) -> list[dict[str, Any]]:
+        """Validate, queue for the model, and decide with this request's thresholds."""
+        self.check_limits(segments)
+        segs = [s.to_segment() for s in segments]
+        # Text that normalises to nothing would fail the whole shared batch; find it first, in a
+        # thread since normalising 200,000 characters is not free. The normalised text is kept on
+        # each Segment, so the model does not normalise it again.
+        bad = await asyncio.to_thread(_first_unusable_text, segs)
+        if bad is not None:
+            i, reason = bad
+            raise ApiError(422, "validation_error", f"segments[{i}].text: {reason}", f"segments[{i}].text")
+        probs = await self.batcher.submit(segs)
+        results = self.classifier.decide(probs, thresholds.as_dict() if thresholds else None)
+        return [{"id": s.id, **r} for s, r in zip(segments, results, strict=True)]
+
+
+def _first_unusable_text(segments: Sequence[Segment]) -> tuple[int, str] | None:
+    for i, seg in enumerate(segments):
+        try:
+            seg.normalized  # noqa: B018 (computed and cached on the segment)
+        except ValueError as e:
+            return i, str(e)
+    return None
+
+
+def _service(request: Request) -> Service:
+    service = getattr(request.app.state, "service", None)
+    if service is None or not service.batcher.running:
+        raise ApiError(503, "not_ready", "the model is not loaded yet")
+    return service
+
+
+# -- the app -----------------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings, classifier: Classifier | None = None) -> FastAPI:
+    """Build the app; the model loads in the lifespan (``serve.model_dir``, None = the shipped one).
+
+    Passing a ``classifier`` skips loading (tests, notebooks, embedding in another app).
+    """
+    cfg = settings.serve
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        clf = classifier
+        if clf is None:
+            log.info("loading model from %s", cfg.model_dir or "the shipped default")
+            clf = await asyncio.to_thread(Classifier.load, cfg.model_dir, None, settings.inference)
+        batcher = MicroBatcher(
+            lambda segs: clf.predict_proba(segs, batch_size=cfg.batch_max_size),
+            cfg.batch_max_size,
+            cfg.batch_max_wait_ms,
+        )
+        await batcher.start()
+        app.state.service = Service(clf, batcher, cfg)
+        log.info("ready: %s %s", clf.name, clf.version)
+        try:
+            yield
+        finally:
+            app.state.service = None
+            await batcher.stop()
+
+    app = FastAPI(
+        title="collectguard",
+        summary="Flags threats, insults and third-party debt disclosure in Chinese debt-collection transcripts.",
+        version=_package_version(),
+        lifespan=lifespan,
+    )
+    app.state.service = None
+    add_error_handlers(app)
+
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers. Never needs the model or an API key."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=Health, tags=["health"], responses={503: {"model": Health}})
+    async def readyz(request: Request) -> Any:
+        """Readiness: 200 once the model is loaded and the batcher runs, else 503."""
+        service = request.app.state.service
+        if service is None or not service.batcher.running:
+            return JSONResponse({"status": "not_ready"}, status_code=503)
+        return {"status": "ready"}
+
+    @app.get("/v1/model", response_model=ModelDescription, tags=["model"], responses=pick(401, 503))
+    async def model_info(request: Request) -> dict[str, Any]:
+        """The loaded model: labels, thresholds, preprocessing, window size and headline metrics."""
+        clf = _service(request).classifier
+        m = clf.manifest
+        return {
+            "name": clf.name,
+            "version": clf.version,
+            "labels": list(VIOLATIONS),
+            "all_labels": list(ALL_LABELS),
+            "thresholds": dict(clf.thresholds),
+            "preprocess_version": clf.preprocess_version,
+            "max_length": m.max_length,
+            "stride": m.stride,
+            "base_encoder": (m.base or {}).get("encoder"),
+            "method": m.method,
+            "metrics": headline_metrics(m.metrics or {}),
+        }
+
+    @app.post("/v1/score", response_model=ScoreResponse, tags=["scoring"], responses=ERRORS)
+    async def score(body: ScoreRequest, request: Request) -> dict[str, Any]:
+        """Score transcript segments; results come back in input order.
+
+        ``speaker`` and ``listener`` matter: the same words can be a disclosure when said to a
+        third party and compliant when said to the debtor. ``thresholds`` override the model's
+        per-label decision thresholds for this request only.
+        """
+        request.state.n_segments = len(body.segments)
+        service = _service(request)
+        results = await service.score(body.segments, body.thresholds)
+        return {"model": service.model_info, "results": results}
+
+    @app.post("/v1/calls", response_model=CallResponse, tags=["scoring"], responses=ERRORS)
+    async def calls(body: CallRequest, request: Request) -> dict[str, Any]:
+        """Score every segment of one call and summarise it.
+
+        The summary (shared with batch relabeling) counts agent segments only: customer speech
+        is scored and shown but never makes a call non-compliant.
+        """
+        request.state.n_segments = len(body.segments)
+        service = _service(request)
+        results = await service.score(body.segments, body.thresholds)
+        [call] = split_by_call([{"call_id": body.call_id, "segments": body.segments}], results)
+        return {"model": service.model_info, "call_id": body.call_id, "results": results, "summary": call["summary"]}
+
+    document_limits(app, cfg)
+    # Added last = outermost: CORS preflights must be answered before the API-key check.
+    app.add_middleware(RequestGuard, config=cfg)
+    if cfg.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cfg.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    return app
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("collectguard")
+    except PackageNotFoundError:
+        return "0"
+
+
+# -- the command -------------------------------------------------------------------------------------
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Our loggers to stderr; access lines are bare JSON so log shippers can parse them."""
+    plain = logging.StreamHandler(sys.stderr)
+    plain.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    bare = logging.StreamHandler(sys.stderr)
+    bare.setFormatter(logging.Formatter("%(message)s"))
+    for name, handler in (("collectguard", plain), ("collectguard.access", bare)):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
+
+
+def run(args: argparse.Namespace) -> int:
+    """``collectguard serve``: settings ← config file ← COLLECTGUARD_SERVE__* env ← --set ← flags."""
+    import uvicorn
+
+    settings = Settings.from_args(args, env=True)
+    if getattr(args, "host", None):
+        settings.serve.host = args.host
+    if getattr(args, "port", None) is not None:
+        settings.serve.port = args.port
+    if getattr(args, "model", None) is not None:
+        settings.serve.model_dir = args.model
+    if settings.serve.model_dir is not None and not settings.serve.model_dir.is_dir():
+        raise FileNotFoundError(f"--model {settings.serve.model_dir}: no such model folder")
+    configure_logging()
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.serve.host, port=settings.serve.port, access_log=False, log_level="info")
+    return 0

@@ -1,0 +1,1 @@
+"""Batch scoring: transcript readers, `collectguard score`, `collectguard relabel` and its engines."""

@@ -1,0 +1,86 @@
+"""One chunk of calls → its rows: the unit every relabel engine (local, process pool, Ray) runs.
+
+Scoring goes through :func:`serve.scoring.score_calls` (one ``predict_proba`` per chunk, so the
+Classifier's length bucketing sees many segments), the same function the API and
+``collectguard score`` use; this module only shapes the result into output rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from model.labels import ALL_LABELS
+from serve.batch.readers import Call, ReadError
+from serve.scoring import score_calls
+
+SCORE_COLUMNS: tuple[str, ...] = tuple(f"score_{label}" for label in ALL_LABELS)
+SEGMENT_FIELDS: tuple[str, ...] = ("start", "end", "speaker", "listener", "text")
+ChunkResult = dict[str, list[dict[str, Any]]]  # {"segments": rows, "calls": rows, "errors": records}
+
+
+def segments_schema():
+    """The columns of ``segments.parquet`` (and of every segments part)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("call_id", pa.string()),
+            ("segment", pa.int32()),
+            ("start", pa.float64()),
+            ("end", pa.float64()),
+            ("speaker", pa.string()),
+            ("listener", pa.string()),
+            ("text", pa.string()),
+            *[(c, pa.float64()) for c in SCORE_COLUMNS],
+            ("labels", pa.list_(pa.string())),
+            ("label", pa.string()),
+            ("model_version", pa.string()),
+            ("preprocess_version", pa.string()),
+        ]
+    )
+
+
+def score_chunk(clf: Any, calls: list[Call], batch_size: int | None = None) -> ChunkResult:
+    """Score a chunk of calls in one batch; return segment rows, call rows and error records.
+
+    If the chunk as a whole fails, calls are retried one by one so a single pathological call
+    becomes an error record instead of taking its neighbours down with it.
+    """
+    try:
+        scored = score_calls(clf, calls, batch_size=batch_size)
+    except Exception as e:
+        if len(calls) == 1:
+            call = calls[0]
+            err = ReadError(call["source"], call.get("position"), f"call {call['call_id']}: scoring failed: {e}")
+            return {"segments": [], "calls": [], "errors": [err.as_dict()]}
+        out: ChunkResult = {"segments": [], "calls": [], "errors": []}
+        for call in calls:
+            one = score_chunk(clf, [call], batch_size)
+            for key in out:
+                out[key].extend(one[key])
+        return out
+    versions = {"model_version": clf.version, "preprocess_version": clf.preprocess_version}
+    seg_rows, call_rows = [], []
+    for call, done in zip(calls, scored, strict=True):
+        for i, (seg, r) in enumerate(zip(done["segments"], done["results"], strict=True)):
+            seg_rows.append(
+                {
+                    "call_id": call["call_id"],
+                    "segment": i,
+                    **{k: seg[k] for k in SEGMENT_FIELDS},
+                    **{col: r["scores"][label] for col, label in zip(SCORE_COLUMNS, ALL_LABELS, strict=True)},
+                    "labels": list(r["labels"]),
+                    "label": r["label"],
+                    **versions,
+                }
+            )
+        call_rows.append(
+            {
+                "call_id": call["call_id"],
+                **done["summary"],
+                "metadata": call["metadata"],
+                "source": call["source"],
+                **versions,
+            }
+        )
+    return {"segments": seg_rows, "calls": call_rows, "errors": []}

@@ -1,0 +1,69 @@
+"""The local relabel engines: one process, or ``--workers N`` spawned processes.
+
+Both hand every scored chunk to ``on_done(chunk, calls, result)`` in the driver, which commits
+it; the Ray engine (:mod:`serve.batch.ray_engine`) follows the same contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from serve.batch.chunks import ChunkResult, score_chunk
+from serve.batch.readers import Call
+
+OnDone = Callable[[int, list[Call], ChunkResult], None]
+
+
+def run_local(chunks: Iterator[tuple[int, list[Call]]], clf: Any, batch_size: int, on_done: OnDone) -> None:
+    for chunk, calls in chunks:
+        on_done(chunk, calls, score_chunk(clf, calls, batch_size))
+
+
+_WORKER_CLF: Any = None
+
+
+def _init_worker(model: str, threads: int) -> None:
+    """Process-pool initializer: each worker loads the model once."""
+    global _WORKER_CLF
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent handles it
+    from model.classifier import Classifier
+    from model.config import InferenceConfig
+
+    _WORKER_CLF = Classifier.load(model, config=InferenceConfig(threads=threads))
+
+
+def _score_in_worker(calls: list[Call], batch_size: int) -> ChunkResult:
+    return score_chunk(_WORKER_CLF, calls, batch_size)
+
+
+def run_pool(
+    chunks: Iterator[tuple[int, list[Call]]], model: Path, workers: int, batch_size: int, on_done: OnDone
+) -> None:
+    """``--workers N`` with the local engine: N spawned processes, at most 2N chunks in flight."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from model.config import physical_cores
+
+    threads = max(1, physical_cores() // workers)
+    args = (str(model), threads)
+    with ProcessPoolExecutor(
+        workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=args
+    ) as ex:
+        inflight: dict[Any, tuple[int, list[Call]]] = {}
+        try:
+            for chunk, calls in chunks:
+                inflight[ex.submit(_score_in_worker, calls, batch_size)] = (chunk, calls)
+                while len(inflight) >= 2 * workers:
+                    finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        on_done(*inflight.pop(fut), fut.result())
+            for fut in list(inflight):
+                on_done(*inflight.pop(fut), fut.result())
+        except BaseException:
+            ex.shutdown(wait=False, cancel_futures=True)
+            raise
