@@ -9,7 +9,6 @@ rebuilt from the base encoder.
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,12 @@ _LORA_TARGETS = (
 )
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the token states the mask keeps: the one pooling (the head and the linear probe)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
 class MeanPoolClassifier(BertForSequenceClassification):
     """A BERT encoder with a linear multi-label head on the mean of its token states.
 
@@ -40,9 +45,7 @@ class MeanPoolClassifier(BertForSequenceClassification):
         self.bert.pooler = None  # unused: pooling is the masked mean below
 
     def classify(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.classifier(self.dropout(pooled))
+        return self.classifier(self.dropout(mean_pool(hidden, attention_mask)))
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs) -> SequenceClassifierOutput:
         if attention_mask is None:
@@ -165,22 +168,6 @@ def state_hash(state: dict[str, torch.Tensor]) -> str:
         h.update(name.encode())
         h.update(state[name].float().numpy().tobytes())
     return h.hexdigest()
-
-
-def tiny_bert(out: Path, tokenizer_src: str | Path, seed: int = 0) -> Path:
-    """A tiny randomly initialised BERT with a real tokenizer: for mechanics tests only."""
-    from transformers import BertConfig, BertModel
-
-    tok = load_tokenizer(tokenizer_src)
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=512, type_vocab_size=2, pad_token_id=tok.pad_token_id,
-    )  # fmt: skip
-    BertModel(config, add_pooling_layer=False).save_pretrained(out)
-    tok.save_pretrained(out)
-    (Path(out) / "tiny.json").write_text(json.dumps({"seed": seed}))
-    return Path(out)
 
 
 def inner_model(model):

@@ -58,6 +58,16 @@ class Manifest:
 
 def save_artifact(out: Path, model, tokenizer, manifest: Manifest, keep: np.ndarray | None) -> Path:
     """Write trained parameters, tokenizer and manifest; returns the folder."""
+    out = write_model_files(out, model, tokenizer, manifest, keep)
+    write_manifest(out, manifest)
+    return out
+
+
+def write_model_files(out: Path, model, tokenizer, manifest: Manifest, keep: np.ndarray | None) -> Path:
+    """Everything but the manifest: trained parameters, tokenizer, kept vocabulary ids.
+
+    Sets ``manifest.weights_sha256``; :func:`write_manifest` completes the artifact.
+    """
     from model.architecture import trainable_state
 
     out = Path(out)
@@ -70,8 +80,14 @@ def save_artifact(out: Path, model, tokenizer, manifest: Manifest, keep: np.ndar
     if keep is not None:
         np.save(out / KEPT_IDS, np.asarray(keep, dtype=np.int32))
     tokenizer.save_pretrained(out)
-    (out / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return out
+
+
+def write_manifest(out: Path, manifest: Manifest) -> None:
+    """Write ``collectguard.json``, last: its presence makes the folder an artifact."""
+    (Path(out) / MANIFEST).write_text(
+        json.dumps(asdict(manifest), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
 
 
 def read_manifest(path: Path) -> Manifest:

@@ -34,10 +34,29 @@ def tiny_tokenizer_dir(tmp_path_factory) -> Path:
     return write_tokenizer(tmp_path_factory.mktemp("tok"), trim_tokenizer_json(tok, keep))
 
 
+def tiny_bert(out: Path, tokenizer_src: str | Path, seed: int = 0) -> Path:
+    """A tiny randomly initialised BERT with a real tokenizer: for mechanics tests only."""
+    import json
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from model.architecture import load_tokenizer
+
+    tok = load_tokenizer(tokenizer_src)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=512, type_vocab_size=2, pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    BertModel(config, add_pooling_layer=False).save_pretrained(out)
+    tok.save_pretrained(out)
+    (Path(out) / "tiny.json").write_text(json.dumps({"seed": seed}))
+    return Path(out)
+
+
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory, tiny_tokenizer_dir) -> Path:
-    from model.architecture import tiny_bert
-
     return tiny_bert(tmp_path_factory.mktemp("tiny_base"), tiny_tokenizer_dir, seed=0)
 
 

@@ -125,3 +125,57 @@ def test_cached_bottom_plus_top_equals_the_full_forward(tiny_base, method, top):
         full = model(input_ids=ids, attention_mask=mask).logits
         split = forward_top(model, encode_bottom(model, ids, mask, n_bottom), mask, n_bottom)
     torch.testing.assert_close(split, full, atol=1e-6, rtol=0)
+
+
+def _learnable_rows(n: int, seed: int) -> list[dict]:
+    """A task a tiny model can learn in a few dozen steps: the label follows a key phrase."""
+    import random
+
+    rng = random.Random(seed)
+    phrases = [
+        (["threat"], ["我就去你单位找你领导", "再不还钱我就去你家"]),
+        (["insult"], ["你个老赖", "不要脸的东西"]),
+        ([], ["您的账单已经逾期了", "麻烦您转告他回个电话", "您好我是工作人员"]),
+    ]
+    fillers = ["嗯", "那个", "您好", "今天", "我们这边", "请问", "好的", "喂"]
+    rows = []
+    for i in range(n):
+        labels, options = phrases[i % len(phrases)]
+        text = rng.choice(fillers) + rng.choice(options) + rng.choice(fillers)
+        rows.append({"id": f"s{seed}-{i}", "text": text, "labels": labels, "speaker": "agent", "listener": "debtor",
+                     "source": "test", "group": f"s{seed}-{i}", "notes": ""})  # fmt: skip
+    return rows
+
+
+def test_training_learns_a_learnable_task(tiny_base, tmp_path):
+    """Loss falls and held-out accuracy rises: the optimiser really changes the model (from a random head)."""
+    import train.finetune as ft
+    from model.artifact import Manifest
+    from model.labels import VIOLATIONS
+    from model.thresholds import apply_thresholds
+    from train.evaluate import label_matrix
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, n, seed in (("train", 96, 0), ("validation", 30, 1), ("test", 30, 2)):
+        write_jsonl(data / f"{split}.jsonl", _learnable_rows(n, seed))
+    settings = _settings(
+        tiny_base, tmp_path / "run", method="full", max_steps=80, batch_size=16, linear_probe_init="false",
+        learning_rate=0.005, head_learning_rate=0.01, warmup_ratio=0.05, checkpoint_every=1000,
+    )  # fmt: skip
+    prep = ft.prepare(settings, data_dir=data)
+    held_out = load_split("test", data)
+    probe = Manifest(name="", version="", method="full", base={}, thresholds=dict.fromkeys(VIOLATIONS, 0.5),
+                     max_length=48, stride=8)  # fmt: skip
+
+    def accuracy() -> float:
+        probs = Classifier(prep.model, prep.tokenizer, probe).predict_proba(held_out)
+        return float((apply_thresholds(probs, probe.thresholds) == label_matrix(held_out)).all(1).mean())
+
+    before = accuracy()
+    fitted = ft.fit(settings, prep)
+    after = accuracy()
+    first, last = np.mean(fitted.losses[:5]), np.mean(fitted.losses[-5:])
+    print(f"loss {first:.3f} → {last:.3f}; held-out exact match {before:.2f} → {after:.2f}")
+    assert last < 0.5 * first
+    assert after >= 0.9 and after > before + 0.3

