@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("collectguard", "model", "train", "serve")
-DISPATCH = re.compile(r"^((?:%s)(?:\.\w+)*):\w+$" % "|".join(PACKAGES))
+DISPATCH = re.compile(rf"^((?:{'|'.join(PACKAGES)})(?:\.\w+)*):\w+$")
 
 
 def project_modules() -> dict[str, Path]:
