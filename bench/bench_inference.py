@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     from model.classifier import Classifier
-    from model.config import SHIPPED_MODEL_DIR, InferenceConfig, physical_cores
-    from model.onnx_backend import onnx_runner
+    from model.config import SHIPPED_MODEL_DIR, InferenceConfig, physical_cores, repo_relative
+    from model.onnx_backend import OnnxRunner
     from model.preprocess import context_prefix, normalize, segments_of
 
     hf_logging.set_verbosity_error()
@@ -160,11 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     sessions = {}
     for label, quant in [("c) Classifier onnx fp32", "none"), ("d) Classifier onnx int8", "int8")]:
         cfg = InferenceConfig(backend="onnx", onnx_quantize=quant, threads=threads, batch_size=32)
-        ox = Classifier(clf.model, clf.tokenizer, clf.manifest, cfg)
         t0 = time.perf_counter()
-        ox._runner = onnx_runner(model_dir, ox)
-        print(f"  {label}: session ready in {time.perf_counter() - t0:.1f} s ({ox._runner.onnx_path})", file=sys.stderr)
-        sessions[quant] = ox._runner.session
+        runner = OnnxRunner.for_artifact(model_dir, clf.model, clf.tokenizer, clf.manifest, cfg)
+        ox = Classifier(clf.model, clf.tokenizer, clf.manifest, cfg, runner=runner)
+        print(f"  {label}: session ready in {time.perf_counter() - t0:.1f} s ({runner.onnx_path})", file=sys.stderr)
+        sessions[quant] = runner.session
         results.append(measure(label, 32, lambda ox=ox: ox.score(segs), ox.score, segs, args.repeats))
 
     base32 = next(r for r in results if r["name"].startswith("a)") and r["batch"] == 32)["segments_per_s"]
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "ort_inter_op_threads": sessions["int8"].get_session_options().inter_op_num_threads,
         "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "torch": torch.__version__, "python": platform.python_version(),
-        "model": str(model_dir), "max_length": clf.manifest.max_length,
+        "model": repo_relative(model_dir), "max_length": clf.manifest.max_length,
         "n": len(segs), "repeats": args.repeats, "seed": args.seed,
         "chars": {"p10": float(np.percentile(lengths, 10)), "median": float(np.median(lengths)),
                   "p90": float(np.percentile(lengths, 90)), "max": max(lengths)},

@@ -164,6 +164,19 @@ def _parse_value(value: str) -> Any:
         return value
 
 
+def repo_relative(path: Path | str) -> str:
+    """A path as committed outputs record it: relative to the repository when inside it, else as given.
+
+    Outputs that are checked in (``data/processed/stats.json``, benchmark results) must not carry
+    the absolute paths of the machine that made them, or a rebuild elsewhere is not byte-identical.
+    """
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def physical_cores() -> int:
     """Physical cores (intra-op threads beyond these only add contention)."""
     try:

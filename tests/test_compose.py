@@ -198,3 +198,17 @@ def test_cli_writes_jsonl(tmp_path: Path) -> None:
     assert main(["--n", "25", "--seed", "4", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert rows == compose_rows(25, 4)
+
+
+def test_never_keeps_a_duplicate_when_the_banks_run_dry(monkeypatch) -> None:
+    import train.compose as compose
+
+    real = compose._compose_turn
+
+    def always_the_same(lib, rng, template, target):
+        _, labels, provenance = real(lib, rng, template, target)
+        return "同一句话", labels, provenance
+
+    monkeypatch.setattr(compose, "_compose_turn", always_the_same)
+    with pytest.raises(RuntimeError, match="already generated"):
+        compose.compose_rows(2, seed=0)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from model.config import REPO_ROOT, DataConfig, Settings, dump, physical_cores
+from model.config import REPO_ROOT, DataConfig, Settings, dump, physical_cores, repo_relative
 
 
 @pytest.fixture(autouse=True)
@@ -147,3 +147,20 @@ def test_dump_round_trips():
 
 def test_physical_cores():
     assert physical_cores() >= 1
+
+
+def test_repo_relative_paths_for_committed_outputs(tmp_path):
+    assert repo_relative(REPO_ROOT / "data" / "authored") == "data/authored"
+    assert repo_relative(DataConfig().out_dir) == "data/processed"
+    assert repo_relative(tmp_path) == str(tmp_path)  # outside the repository: as given
+
+
+def test_settings_from_args_reads_config_and_overrides(tmp_path):
+    import argparse
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("serve:\n  port: 9001\n", encoding="utf-8")
+    args = argparse.Namespace(config=cfg, overrides=["train.epochs=2"])
+    s = Settings.from_args(args)
+    assert (s.serve.port, s.train.epochs) == (9001, 2.0)
+    assert Settings.from_args(argparse.Namespace()) == Settings()

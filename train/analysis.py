@@ -19,6 +19,7 @@ import pandas as pd
 
 from model.labels import COMPLIANT, VIOLATIONS
 from model.preprocess import _t2s
+from model.thresholds import apply_thresholds
 from train.evaluate import label_matrix, metrics
 
 Rows = Sequence[Mapping[str, Any]]
@@ -213,9 +214,8 @@ def confusion_table(y_true: np.ndarray, y_pred: np.ndarray) -> pd.DataFrame:
 
 
 def predictions(probs: np.ndarray, thresholds: Mapping[str, float]) -> np.ndarray:
-    """0/1 decisions at per-label thresholds (``score >= threshold``, as the Classifier decides)."""
-    th = np.array([thresholds[label] for label in VIOLATIONS])
-    return (np.asarray(probs) >= th).astype(int)
+    """0/1 decisions at per-label thresholds: :func:`model.thresholds.apply_thresholds`, the Classifier's rule."""
+    return apply_thresholds(probs, thresholds)
 
 
 def threshold_sweep(y_true: np.ndarray, probs: np.ndarray, thresholds: Sequence[float] | None = None) -> pd.DataFrame:

@@ -30,12 +30,16 @@ import yaml
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from model.labels import LISTENERS as _LISTENERS
+from model.labels import SPEAKERS as _SPEAKERS
+from model.labels import VIOLATIONS
 from train.augment import int_to_chinese
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "data" / "templates"
-LABELS: tuple[str, ...] = ("threat", "insult", "third_party_disclosure")
-LISTENERS = frozenset({"debtor", "third_party", "unknown"})
-SPEAKERS = frozenset({"agent", "customer"})
+# The label schema's names (model/labels.py), as sets for checking the phrase banks.
+LABELS: tuple[str, ...] = VIOLATIONS
+LISTENERS = frozenset(_LISTENERS)
+SPEAKERS = frozenset(_SPEAKERS)
 ROLES = frozenset({"compliant", "filler", "multi", *LABELS})
 MIN_LEN, MAX_LEN = 2, 250
 VIOLATION_SLOT = "@v"
@@ -413,7 +417,9 @@ def compose_rows(n: int, seed: int, directory: str | Path | None = None) -> list
 
     Pools are drawn by weight, then a template uniformly within the pool, then a target label
     set by the pool's target mix. A text that was already generated is redrawn, so a corpus
-    has no exact duplicates (which would inflate both training weight and test scores).
+    has no exact duplicates (which would inflate both training weight and test scores); if 60
+    draws in a row give only texts already generated, ``RuntimeError`` is raised rather than a
+    duplicate kept (the phrase banks are too small for ``n``).
     """
     if n < 0:
         raise ValueError("n must be >= 0")
@@ -438,6 +444,8 @@ def compose_rows(n: int, seed: int, directory: str | Path | None = None) -> list
                 raise RuntimeError(f"{template.id}: built {labels} for target {target}")
             if text not in seen:
                 break
+        else:
+            raise RuntimeError(f"row {i}: 60 draws gave only texts already generated; banks too small for n={n}")
         seen.add(text)
         rows.append(
             {

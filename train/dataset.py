@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model.config import DataConfig, Settings
-from model.labels import LISTENERS, SPEAKERS, VIOLATIONS, validate_labels
-from model.preprocess import normalize
+from model.config import DataConfig, Settings, repo_relative
+from model.files import atomic_write
+from model.labels import CUSTOMER, DEFAULT_LISTENER, DEFAULT_SPEAKER, UNKNOWN_LISTENER, VIOLATIONS, validate_labels
+from model.preprocess import Segment, normalize
 
 SPLITS = ("train", "validation", "test")
 ROW_FIELDS = ("id", "text", "labels", "speaker", "listener", "source", "group", "notes")
@@ -36,7 +37,11 @@ def validate_row(raw: Any, where: str, require_id: bool = True) -> dict[str, Any
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"{where}: field 'text' is missing or empty")
     try:
-        normalize(text)
+        seg = Segment(text, raw.get("speaker") or DEFAULT_SPEAKER, raw.get("listener") or DEFAULT_LISTENER)
+    except ValueError as e:  # names the field: "speaker must be one of ..."
+        raise ValueError(f"{where}: {e}") from None
+    try:
+        seg.normalized  # noqa: B018
     except ValueError as e:
         raise ValueError(f"{where}: field 'text': {e}") from None
     if "labels" not in raw:
@@ -45,20 +50,14 @@ def validate_row(raw: Any, where: str, require_id: bool = True) -> dict[str, Any
         labels = validate_labels(raw["labels"])
     except ValueError as e:
         raise ValueError(f"{where}: field 'labels': {e}") from None
-    speaker = raw.get("speaker") or "agent"
-    listener = raw.get("listener") or "unknown"
-    if speaker not in SPEAKERS:
-        raise ValueError(f"{where}: field 'speaker' must be one of {list(SPEAKERS)}, got {speaker!r}")
-    if listener not in LISTENERS:
-        raise ValueError(f"{where}: field 'listener' must be one of {list(LISTENERS)}, got {listener!r}")
     if require_id and not (isinstance(raw.get("id"), str) and raw["id"]):
         raise ValueError(f"{where}: field 'id' is missing")
     row = {
         "id": raw.get("id") or where,
         "text": text,
         "labels": labels,
-        "speaker": speaker,
-        "listener": listener,
+        "speaker": seg.speaker,
+        "listener": seg.listener,
         "source": raw.get("source") or "unknown",
         "group": raw.get("group") or raw.get("id") or where,
         "notes": raw.get("notes") or "",
@@ -139,7 +138,7 @@ def load_swsr(path: Path, max_rows: int, seed: int) -> list[dict[str, Any]]:
 
 def _public_row(rid: str, text: str, labels: list[str], source: str) -> dict[str, Any]:
     return {
-        "id": rid, "text": text, "labels": labels, "speaker": "customer", "listener": "unknown",
+        "id": rid, "text": text, "labels": labels, "speaker": CUSTOMER, "listener": UNKNOWN_LISTENER,
         "source": source, "group": rid, "notes": f"public dataset {source}",
     }  # fmt: skip
 
@@ -282,18 +281,21 @@ def build(settings: Settings, out: Path | None = None) -> BuildResult:
     counts = corpus_counts(splits)
     counts["removed"] = {"exact_duplicates": len(exact_dups), "cross_split_near_duplicates": len(near_dups)}
     data_hash = hash_rows(splits["train"] + splits["validation"])
-    stats = {"data_sha256": data_hash, "config": json.loads(cfg.model_dump_json()), **counts}
+    config = cfg.model_dump(mode="json")
+    config.update({k: repo_relative(v) for k, v in cfg if isinstance(v, Path)})  # byte-identical on any machine
+    stats = {"data_sha256": data_hash, "config": config, **counts}
     (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     write_jsonl(out / "removed.jsonl", exact_dups + near_dups)
     return BuildResult(out, counts, data_hash)
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+    atomic_write(Path(path), write)
 
 
 def hash_rows(rows: Iterable[dict[str, Any]]) -> str:
