@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from model.classifier import Classifier
@@ -136,14 +136,79 @@ def _service(request: Request) -> Service:
     return service
 
 
+# -- routes ---------------------------------------------------------------------------------------------
+
+router = APIRouter()
+
+
+@router.get("/healthz", response_model=Health, tags=["health"])
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers. Never needs the model or an API key."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=Health, tags=["health"], responses={503: {"model": Health}})
+async def readyz(request: Request) -> Any:
+    """Readiness: 200 once the model is loaded and the batcher runs, else 503."""
+    service = request.app.state.service
+    if service is None or not service.batcher.running:
+        return JSONResponse({"status": "not_ready"}, status_code=503)
+    return {"status": "ready"}
+
+
+@router.get("/v1/model", response_model=ModelDescription, tags=["model"], responses=pick(401, 503))
+async def model_info(request: Request) -> dict[str, Any]:
+    """The loaded model: labels, thresholds, preprocessing, window size and headline metrics."""
+    clf = _service(request).classifier
+    m = clf.manifest
+    return {
+        "name": clf.name,
+        "version": clf.version,
+        "labels": list(VIOLATIONS),
+        "all_labels": list(ALL_LABELS),
+        "thresholds": dict(clf.thresholds),
+        "preprocess_version": clf.preprocess_version,
+        "max_length": m.max_length,
+        "stride": m.stride,
+        "base_encoder": (m.base or {}).get("encoder"),
+        "method": m.method,
+        "metrics": headline_metrics(m.metrics or {}),
+    }
+
+
+@router.post("/v1/score", response_model=ScoreResponse, tags=["scoring"], responses=ERRORS)
+async def score(body: ScoreRequest, request: Request) -> dict[str, Any]:
+    """Score transcript segments; results come back in input order.
+
+    ``speaker`` and ``listener`` matter: the same words can be a disclosure when said to a
+    third party and compliant when said to the debtor. ``thresholds`` override the model's
+    per-label decision thresholds for this request only.
+    """
+    request.state.n_segments = len(body.segments)
+    service = _service(request)
+    results = await service.score(body.segments, body.thresholds)
+    return {"model": service.model_info, "results": results}
+
+
+@router.post("/v1/calls", response_model=CallResponse, tags=["scoring"], responses=ERRORS)
+async def calls(body: CallRequest, request: Request) -> dict[str, Any]:
+    """Score every segment of one call and summarise it.
+
+    The summary (shared with batch relabeling) counts agent segments only: customer speech
+    is scored and shown but never makes a call non-compliant.
+    """
+    request.state.n_segments = len(body.segments)
+    service = _service(request)
+    results = await service.score(body.segments, body.thresholds)
+    [call] = split_by_call([{"call_id": body.call_id, "segments": body.segments}], results)
+    return {"model": service.model_info, "call_id": body.call_id, "results": results, "summary": call["summary"]}
+
+
 # -- the app -----------------------------------------------------------------------------------------
 
 
-def create_app(settings: Settings, classifier: Classifier | None = None) -> FastAPI:
-    """Build the app; the model loads in the lifespan (``serve.model_dir``, None = the shipped one).
-
-    Passing a ``classifier`` skips loading (tests, notebooks, embedding in another app).
-    """
+def _lifespan(settings: Settings, classifier: Classifier | None):
+    """Load the model (unless given) and run its batcher for the app's lifetime."""
     cfg = settings.serve
 
     @asynccontextmanager
@@ -166,74 +231,10 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> Fast
             app.state.service = None
             await batcher.stop()
 
-    app = FastAPI(
-        title="collectguard",
-        summary="Flags threats, insults and third-party debt disclosure in Chinese debt-collection transcripts.",
-        version=_package_version(),
-        lifespan=lifespan,
-    )
-    app.state.service = None
-    add_error_handlers(app)
+    return lifespan
 
-    @app.get("/healthz", response_model=Health, tags=["health"])
-    async def healthz() -> dict[str, str]:
-        """Liveness: the process answers. Never needs the model or an API key."""
-        return {"status": "ok"}
 
-    @app.get("/readyz", response_model=Health, tags=["health"], responses={503: {"model": Health}})
-    async def readyz(request: Request) -> Any:
-        """Readiness: 200 once the model is loaded and the batcher runs, else 503."""
-        service = request.app.state.service
-        if service is None or not service.batcher.running:
-            return JSONResponse({"status": "not_ready"}, status_code=503)
-        return {"status": "ready"}
-
-    @app.get("/v1/model", response_model=ModelDescription, tags=["model"], responses=pick(401, 503))
-    async def model_info(request: Request) -> dict[str, Any]:
-        """The loaded model: labels, thresholds, preprocessing, window size and headline metrics."""
-        clf = _service(request).classifier
-        m = clf.manifest
-        return {
-            "name": clf.name,
-            "version": clf.version,
-            "labels": list(VIOLATIONS),
-            "all_labels": list(ALL_LABELS),
-            "thresholds": dict(clf.thresholds),
-            "preprocess_version": clf.preprocess_version,
-            "max_length": m.max_length,
-            "stride": m.stride,
-            "base_encoder": (m.base or {}).get("encoder"),
-            "method": m.method,
-            "metrics": headline_metrics(m.metrics or {}),
-        }
-
-    @app.post("/v1/score", response_model=ScoreResponse, tags=["scoring"], responses=ERRORS)
-    async def score(body: ScoreRequest, request: Request) -> dict[str, Any]:
-        """Score transcript segments; results come back in input order.
-
-        ``speaker`` and ``listener`` matter: the same words can be a disclosure when said to a
-        third party and compliant when said to the debtor. ``thresholds`` override the model's
-        per-label decision thresholds for this request only.
-        """
-        request.state.n_segments = len(body.segments)
-        service = _service(request)
-        results = await service.score(body.segments, body.thresholds)
-        return {"model": service.model_info, "results": results}
-
-    @app.post("/v1/calls", response_model=CallResponse, tags=["scoring"], responses=ERRORS)
-    async def calls(body: CallRequest, request: Request) -> dict[str, Any]:
-        """Score every segment of one call and summarise it.
-
-        The summary (shared with batch relabeling) counts agent segments only: customer speech
-        is scored and shown but never makes a call non-compliant.
-        """
-        request.state.n_segments = len(body.segments)
-        service = _service(request)
-        results = await service.score(body.segments, body.thresholds)
-        [call] = split_by_call([{"call_id": body.call_id, "segments": body.segments}], results)
-        return {"model": service.model_info, "call_id": body.call_id, "results": results, "summary": call["summary"]}
-
-    document_limits(app, cfg)
+def _add_middleware(app: FastAPI, cfg: ServeConfig) -> None:
     # Added last = outermost: CORS preflights must be answered before the API-key check.
     app.add_middleware(RequestGuard, config=cfg)
     if cfg.cors_origins:
@@ -246,6 +247,24 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> Fast
             allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-ID"],
             expose_headers=["X-Request-ID"],
         )
+
+
+def create_app(settings: Settings, classifier: Classifier | None = None) -> FastAPI:
+    """Build the app; the model loads in the lifespan (``serve.model_dir``, None = the shipped one).
+
+    Passing a ``classifier`` skips loading (tests, notebooks, embedding in another app).
+    """
+    app = FastAPI(
+        title="collectguard",
+        summary="Flags threats, insults and third-party debt disclosure in Chinese debt-collection transcripts.",
+        version=_package_version(),
+        lifespan=_lifespan(settings, classifier),
+    )
+    app.state.service = None
+    add_error_handlers(app)
+    app.include_router(router)
+    document_limits(app, settings.serve)
+    _add_middleware(app, settings.serve)
     return app
 
 
