@@ -24,6 +24,7 @@ from model.preprocess import (
     encode_windows,
     make_windows,
     normalize,
+    pad_batch,
     segments_of,
 )
 
@@ -235,11 +236,11 @@ def test_long_text_windows_cover_overlap_and_fit(tok):
     assert windows[0].start == 0 and windows[-1].end == len(norm)
     for a, b in itertools.pairwise(windows):
         assert a.start < b.start < a.end, "consecutive windows must overlap and advance"
-    enc = encode_windows(tok, windows, max_length, return_tensors=None)
-    assert len(enc["input_ids"]) == len(windows)
-    assert all(len(ids) <= max_length for ids in enc["input_ids"])
-    pt = encode_windows(tok, windows, max_length)
-    assert pt["input_ids"].shape[1] <= max_length
+    ids = encode_windows(tok, windows, max_length)
+    assert len(ids) == len(windows)
+    assert all(len(x) <= max_length for x in ids)
+    padded = pad_batch(ids, tok.pad_token_id)
+    assert padded["input_ids"].shape == (len(windows), max(len(x) for x in ids))
     # deterministic
     assert make_windows(tok, [Segment(text, "agent", "debtor")], max_length, stride) == windows
 
