@@ -52,6 +52,9 @@ class DataConfig(_Section):
         REPO_ROOT / "data" / "real" / "hard_negatives.jsonl",
         description="reviewed rows the previous model flagged in the real negatives (ids and decisions only)",
     )
+    real_dir: Path = Field(
+        REPO_ROOT / "data" / "real", description="real development set (dev_*.jsonl): never trained on, only excluded"
+    )
     swsr_path: Path | None = Field(None, description="SWSR folder (aggiejiang/SWSR); None = not used")
     public_max_rows: int = Field(1500, ge=0, description="cap on rows taken from SWSR")
     val_fraction: float = Field(0.15, gt=0, lt=0.5)

@@ -227,6 +227,21 @@ def dedupe_exact(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list
     return kept, dropped
 
 
+def drop_real_dev_texts(rows: list[dict[str, Any]], real_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Drop corpus rows whose normalised text equals a real dev row (e.g. a one-word insult both hold).
+
+    The real development set is for selection, thresholds and reporting only; this is the one
+    place the build reads it, so that nothing it holds can train or sit in the authored splits.
+    """
+    dev = set()
+    for path in sorted(Path(real_dir).glob("dev_*.jsonl")):
+        dev |= {normalize(json.loads(line)["text"]) for line in path.read_text(encoding="utf-8").splitlines() if line}
+    kept, dropped = [], []
+    for r in rows:
+        (dropped if normalize(r["text"]) in dev else kept).append(r)
+    return kept, [{**r, "duplicate_of": "real dev set"} for r in dropped]
+
+
 def assign_splits(rows: list[dict[str, Any]], cfg: DataConfig) -> dict[str, list[dict[str, Any]]]:
     """Groups go to one split each, by a seeded hash; public rows only ever train."""
     splits: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
@@ -287,6 +302,8 @@ def build(settings: Settings, out: Path | None = None) -> BuildResult:
     if cfg.swsr_path:
         public += load_swsr(cfg.swsr_path, cfg.public_max_rows, cfg.seed)
     rows, exact_dups = dedupe_exact(written + templated + public)
+    rows, dev_copies = drop_real_dev_texts(rows, cfg.real_dir)
+    exact_dups += dev_copies
     splits = assign_splits(rows, cfg)
     near_dups = remove_cross_split_near_duplicates(splits, cfg.near_dup_jaccard)
     if cfg.augment_copies:

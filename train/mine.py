@@ -5,6 +5,7 @@ negatives (``data/real/hard_negatives.jsonl`` holds their ids and the review dec
 their text), and any real violation found is recorded with its label instead.
 
     python -m train.mine --datasets ../shared/datasets --out runs/mining
+    python -m train.mine --merge runs/mining/*.decisions.jsonl --out data/real
 """
 
 from __future__ import annotations
@@ -44,13 +45,41 @@ def mine(clf: Classifier, rows: list[dict[str, Any]], chunk: int = 512) -> list[
     return flagged
 
 
+def merge_reviews(flagged: Path, decisions: list[Path], out: Path) -> dict[str, int]:
+    """Write the reviewed list (ids, reviewed labels, what the model said; never the text).
+
+    Each decisions file holds one ``{"id", "labels", "note"}`` line per reviewed flagged row.
+    """
+    model_flags = {r["id"]: r["labels"] for r in map(json.loads, flagged.read_text(encoding="utf-8").splitlines())}
+    rows = []
+    for path in decisions:
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            rec = json.loads(line)
+            if rec["id"] not in model_flags:
+                raise ValueError(f"{path}:{lineno}: {rec['id']!r} was not flagged by the mining run")
+            rows.append({"id": rec["id"], "labels": rec["labels"], "model_flagged": model_flags[rec["id"]],
+                         "note": rec.get("note", "")})  # fmt: skip
+    rows.sort(key=lambda r: r["id"])
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    kept = sum(not r["labels"] for r in rows)
+    return {"reviewed": len(rows), "hard_negatives": kept, "real_violations": len(rows) - kept}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", type=Path, required=True, help="folder holding cped/, kdconv/, cold/")
+    ap.add_argument("--merge", nargs="+", type=Path, default=None, metavar="DECISIONS",
+                    help="instead of mining: merge review decisions into --out/hard_negatives.jsonl")  # fmt: skip
+    ap.add_argument("--flagged", type=Path, default=Path("runs/mining/flagged.jsonl"))
+    ap.add_argument("--datasets", type=Path, default=None, help="folder holding cped/, kdconv/, cold/")
     ap.add_argument("--model", type=Path, default=None, help="artifact folder (default: the shipped model)")
     ap.add_argument("--backend", choices=("torch", "onnx"), default="onnx")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    if args.merge:
+        print(json.dumps(merge_reviews(args.flagged, args.merge, args.out / "hard_negatives.jsonl")))
+        return 0
+    if args.datasets is None:
+        ap.error("--datasets is required for mining")
     clf = Classifier.load(args.model, config=InferenceConfig(backend=args.backend))
     rows = all_negatives(args.datasets)
     flagged = mine(clf, rows)

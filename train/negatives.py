@@ -87,10 +87,11 @@ def load_cold_rows(path: Path, upstream_split: str, label: str = "0") -> list[di
     """COLD rows of one upstream split (``train``/``dev``) and class (``0`` safe, ``1`` offensive)."""
     rows = []
     with open(Path(path) / f"{upstream_split}.csv", encoding="utf-8-sig", newline="") as f:
-        for rec in csv.DictReader(f):
+        # COLD's own index column repeats across topics: a row's id is its 0-based data-row number
+        for i, rec in enumerate(csv.DictReader(f)):
             text = (rec.get("TEXT") or "").strip()
             if rec.get("label") == label and text:
-                rows.append(negative_row(f"cold-{upstream_split}:{rec['']}", text, "cold"))
+                rows.append(negative_row(f"cold-{upstream_split}:{i}", text, "cold"))
     return rows
 
 
