@@ -38,9 +38,25 @@ class DataConfig(_Section):
     out_dir: Path = REPO_ROOT / "data" / "processed"
     template_rows: int = Field(5200, ge=0, description="compositional rows generated on top of written ones")
     augment_copies: int = Field(1, ge=0, description="augmented copies per training row (train split only)")
-    cold_path: Path | None = Field(None, description="COLD folder (thu-coai/COLDataset); None = not used")
+    negatives_dir: Path | None = Field(
+        None, description="folder holding cped/, kdconv/, cold/ (../shared/datasets): real ordinary talk; None = unused"
+    )
+    negatives_rows: dict[str, int] = Field(
+        default_factory=lambda: {"cped": 3000, "kdconv": 2000, "cold": 1500},
+        description="rows sampled from each corpus's training slice (reviewed hard negatives come on top)",
+    )
+    heldout_fraction: float = Field(
+        0.2, gt=0, lt=1, description="dialogues of cped/kdconv never trained on: half calibration, half test"
+    )
+    hard_negatives: Path = Field(
+        REPO_ROOT / "data" / "real" / "hard_negatives.jsonl",
+        description="reviewed rows the previous model flagged in the real negatives (ids and decisions only)",
+    )
+    real_dir: Path = Field(
+        REPO_ROOT / "data" / "real", description="real development set (dev_*.jsonl): never trained on, only excluded"
+    )
     swsr_path: Path | None = Field(None, description="SWSR folder (aggiejiang/SWSR); None = not used")
-    public_max_rows: int = Field(1500, ge=0, description="cap on rows taken from each public source")
+    public_max_rows: int = Field(1500, ge=0, description="cap on rows taken from SWSR")
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
     near_dup_jaccard: float = Field(0.8, gt=0, le=1, description="char 3-gram Jaccard marking duplicates")

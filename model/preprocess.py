@@ -25,7 +25,7 @@ import numpy as np
 from model.labels import DEFAULT_LISTENER, DEFAULT_SPEAKER, check_context
 
 #: Bump whenever normalisation, the context prefix or windowing changes.
-PREPROCESS_VERSION = "cg-pp-1"
+PREPROCESS_VERSION = "cg-pp-2"
 
 SPEAKER_TAGS: Mapping[str, str] = {"agent": "坐席", "customer": "客户"}
 LISTENER_TAGS: Mapping[str, str] = {"debtor": "对债务人", "third_party": "对第三方", "unknown": "对象未知"}
@@ -45,6 +45,25 @@ _PUNCT_MAP = str.maketrans(
         "—": "-", "–": "-", "―": "-", "・": "·", "•": "·", "｡": "。", "､": "、",
     }
 )  # fmt: skip
+#: The neutral stand-in every template placeholder and mask maps to (LABELS.md: they stand for
+#: ordinary values and never change a label). 某 is what Chinese itself uses for "a certain ...".
+STAND_IN = "某"
+# Template placeholders of every common engine: ${x} {$x} {{x}} {x} {0} #x# %s %1$s [PHONE] <NAME>.
+_PLACEHOLDER = re.compile(
+    r"\$\{[^{}\n]{1,40}\}|\{\$[^{}\n]{1,40}\}|\{\{[^{}\n]{1,40}\}\}|\{[^{}\n]{0,40}\}"
+    r"|#[a-z_][a-z0-9_.]{0,30}#|#[\u4e00-\u9fff]{1,8}#"
+    r"|%(?:\d+\$)?[sd]|\[[a-z_]{2,20}\]|<[a-z_]{2,20}>",
+    re.IGNORECASE,
+)
+# Masks: XXX / xx, *** (also inside 138****5521), ×××, ○○, □□; runs of 某 collapse to one.
+_MASK = re.compile(r"(?<![a-z])x{2,}(?![a-z])|\*{2,}|×{2,}|○{2,}|□{2,}|某{2,}", re.IGNORECASE)
+
+
+def neutralise_placeholders(text: str) -> str:
+    """Map template placeholders and masks to one neutral stand-in, so their spelling cannot move a score."""
+    return _MASK.sub(STAND_IN, _PLACEHOLDER.sub(STAND_IN, text))
+
+
 _REPEATED_PUNCT = [
     (re.compile(r"\.{3,}"), "..."),
     (re.compile(r"。{2,}"), "。"),
@@ -72,6 +91,7 @@ def _normalize_once(text: str) -> str:
     text = _t2s().convert(text)
     text = text.lower()
     text = text.translate(_PUNCT_MAP)
+    text = neutralise_placeholders(text)
     for pattern, repl in _REPEATED_PUNCT:
         text = pattern.sub(repl, text)
     text = _SPACES.sub(" ", text).strip()
@@ -84,7 +104,8 @@ def normalize(text: str) -> str:
     """Normalise one transcript segment; raises ``ValueError`` if nothing is left.
 
     NFKC (full-width → half-width), control characters dropped, traditional → simplified,
-    Latin lower-cased, typographic punctuation unified and de-duplicated, whitespace collapsed
+    Latin lower-cased, typographic punctuation unified and de-duplicated, template placeholders
+    and masks mapped to one stand-in (:func:`neutralise_placeholders`), whitespace collapsed
     (and removed next to CJK, where ASR inserts it arbitrarily), repeated fillers collapsed.
     Applied to a fixed point so that ``normalize(normalize(x)) == normalize(x)``.
     """

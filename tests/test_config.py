@@ -69,13 +69,13 @@ def test_overrides():
             "train.method=top",
             "train.max_steps=5",
             "base.trim_vocab=false",
-            "data.cold_path=/data/cold",
+            "data.negatives_dir=/data/sets",
             "serve.cors_origins=[http://x, http://y]",
             "train.learning_rate=1e-4",
         ]
     )
     assert s.serve.port == 9100 and s.train.method == "top" and s.train.max_steps == 5
-    assert s.base.trim_vocab is False and s.data.cold_path == Path("/data/cold")
+    assert s.base.trim_vocab is False and s.data.negatives_dir == Path("/data/sets")
     assert s.serve.cors_origins == ["http://x", "http://y"]
     assert s.train.learning_rate == pytest.approx(1e-4)
     assert Settings.load(overrides=["train.max_steps=null"]).train.max_steps is None

@@ -348,3 +348,40 @@ def test_check_version():
         check_version("cg-pp-0", where="my-model")
     msg = str(e.value)
     assert "cg-pp-0" in msg and PREPROCESS_VERSION in msg and "my-model" in msg
+
+
+# -- placeholders and masks (LABELS.md: they stand for ordinary values, never change a label) --
+PLACEHOLDER_SPELLINGS = ["{0}", "{name}", "${user_name}", "{$platform}", "{{amount}}", "#name#", "%s", "%1$s",
+                         "[PHONE]", "<NAME>", "XXX", "xx", "***", "某某", "×××"]  # fmt: skip
+
+
+@pytest.mark.parametrize("spelling", PLACEHOLDER_SPELLINGS)
+def test_every_placeholder_spelling_normalises_the_same(spelling):
+    reference = normalize("{name}您好,您在我司的借款将于明日到期,请按时还款。")
+    assert normalize(f"{spelling}您好，您在我司的借款将于明日到期，请按时还款。") == reference
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("请连接wifi后登录APP", "请连接wifi后登录app"),
+        ("xxl号的衣服", "xxl号的衣服"),
+        ("5*3=15", "5*3=15"),
+        ("颜色#ff0000", "颜色#ff0000"),
+        ("[澜海金融]您好", "[澜海金融]您好"),  # a brand tag is content, not a placeholder
+    ],
+)
+def test_ordinary_ascii_and_brand_tags_are_not_placeholders(text, kept):
+    assert normalize(text) == kept
+
+
+def test_masked_phone_and_name_keep_their_visible_parts():
+    assert normalize("王**您好，请致电138****5521") == "王某您好,请致电138某5521"
+
+
+def test_placeholder_spellings_score_the_same(tiny_classifier):
+    """The model sees one stand-in, so no spelling of a placeholder can move a score."""
+    texts = [f"{p}您好，您的账单{q}元已出，请于{r}前还款。" for p, q, r in
+             [("{0}", "{1}", "{2}"), ("${name}", "${amount}", "${date}"), ("#name#", "%s", "XXX")]]  # fmt: skip
+    probs = tiny_classifier.predict_proba(texts)
+    assert np.allclose(probs, probs[0], atol=0)

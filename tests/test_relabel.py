@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from collectguard.cli import main
+from model.preprocess import PREPROCESS_VERSION
 from serve.batch.chunks import SCORE_COLUMNS, score_chunk
 from serve.batch.readers import ReadError, read_inputs, stem_of
 from serve.summary import summarize_call
@@ -241,7 +242,9 @@ def test_mixed_directory_outputs(tmp_path, fast_load, tiny_artifact, tiny_classi
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["calls"] == 9 and manifest["counts"]["segments"] == len(segs)
     assert manifest["counts"]["errors"] == 0 and manifest["engine"] == "local"
-    assert manifest["model"]["version"] == tiny_classifier.version and manifest["preprocess_version"] == "cg-pp-1"
+    assert (
+        manifest["model"]["version"] == tiny_classifier.version and manifest["preprocess_version"] == PREPROCESS_VERSION
+    )
     assert len(manifest["inputs"]) == 5 and all(len(i["sha256"]) == 64 for i in manifest["inputs"])
     assert set(manifest["thresholds"]) == {"threat", "insult", "third_party_disclosure"}
 

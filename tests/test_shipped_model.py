@@ -86,3 +86,43 @@ def test_scores_do_not_depend_on_batching(shipped):
     one_batch = shipped.predict_proba(rows, batch_size=64)
     small = shipped.predict_proba(rows, batch_size=3)
     np.testing.assert_allclose(one_batch, small, atol=1e-5)
+
+
+# -- the behaviour suite (data/behaviour): a pass-rate floor per functionality ----------------------
+#: Floors per functionality; the issue's bar is 0.8 each and 0.9 overall. Where the shipped model
+#: is measured below that, the floor is its measured rate (so a regression still fails) and the
+#: model card lists the gap.
+BEHAVIOUR_FLOOR = 0.8
+BEHAVIOUR_OVERALL_FLOOR = 0.9
+BEHAVIOUR_KNOWN_GAPS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def behaviour(shipped):
+    from train.realeval import SUITE, behaviour_table, predictions, read_rows
+
+    suite = read_rows([SUITE])
+    return behaviour_table(suite, predictions(shipped.predict_proba(suite), shipped.thresholds))
+
+
+def test_behaviour_suite_overall(behaviour):
+    overall = sum(t["pass_rate"] * t["n"] for t in behaviour.values()) / sum(t["n"] for t in behaviour.values())
+    assert overall >= BEHAVIOUR_OVERALL_FLOOR
+
+
+def test_behaviour_suite_every_functionality(behaviour):
+    low = {f: t["pass_rate"] for f, t in behaviour.items()
+           if t["pass_rate"] < BEHAVIOUR_KNOWN_GAPS.get(f, BEHAVIOUR_FLOOR)}  # fmt: skip
+    assert not low, f"functionalities under their floor: {low}"
+
+
+def test_placeholder_spellings_do_not_move_the_shipped_models_scores(shipped):
+    texts = [
+        "{0}您好，您在{1}的借款{2}元将于{3}到期，请按时还款。",
+        "${name}您好，您在${platform}的借款${amount}元将于${date}到期，请按时还款。",
+        "#name#您好，您在#平台#的借款%s元将于XXX到期，请按时还款。",
+        "***您好，您在某某的借款×××元将于[DATE]到期，请按时还款。",
+    ]
+    results = shipped.score(texts)
+    assert all(r["labels"] == [] for r in results)
+    np.testing.assert_allclose(shipped.predict_proba(texts), shipped.predict_proba(texts[:1]).repeat(4, 0), atol=1e-6)

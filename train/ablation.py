@@ -16,7 +16,8 @@ import random
 from pathlib import Path
 
 from model.config import REPO_ROOT, Settings
-from train.dataset import load_cold, load_split, load_swsr, write_jsonl
+from train.dataset import load_split, load_swsr, write_jsonl
+from train.negatives import load_cold_rows, sample_rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = settings.data.seed
     in_domain = random.Random(seed).sample(load_split("train"), args.rows)
     public = {
-        "cold": load_cold(args.cold, args.public_rows, seed),
+        "cold": sample_rows(load_cold_rows(args.cold, "train"), args.public_rows, seed),
         "swsr": load_swsr(args.swsr, args.public_rows, seed),
     }
     arms = {"in-domain only": [], "+cold": ["cold"], "+swsr": ["swsr"], "+cold+swsr": ["cold", "swsr"]}

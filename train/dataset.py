@@ -23,8 +23,12 @@ from model.config import DataConfig, Settings, repo_relative
 from model.files import atomic_write
 from model.labels import CUSTOMER, DEFAULT_LISTENER, DEFAULT_SPEAKER, UNKNOWN_LISTENER, VIOLATIONS, validate_labels
 from model.preprocess import Segment, normalize
+from train.negatives import load_negatives, sample_rows
 
 SPLITS = ("train", "validation", "test")
+#: Rows from public corpora: they only ever train, and live in ``public.jsonl`` (never committed).
+PUBLIC_SOURCES = ("cped", "kdconv", "cold", "swsr")
+PUBLIC_FILE = "public.jsonl"
 ROW_FIELDS = ("id", "text", "labels", "speaker", "listener", "source", "group", "notes")
 
 
@@ -102,21 +106,6 @@ def load_authored(directory: Path) -> list[dict[str, Any]]:
 
 
 # -- public data --------------------------------------------------------------------------------
-def load_cold(path: Path, max_rows: int, seed: int) -> list[dict[str, Any]]:
-    """COLD safe comments as out-of-domain compliant text.
-
-    COLD's offensive class is mostly group-directed (race, region, gender): under LABELS.md that
-    is not ``insult`` (abuse of the person spoken to), so it is not used at all.
-    """
-    rows = []
-    for name in ("train.csv", "dev.csv"):
-        with open(Path(path) / name, encoding="utf-8-sig", newline="") as f:
-            for i, rec in enumerate(csv.DictReader(f)):
-                if rec.get("label") == "0" and rec.get("TEXT", "").strip():
-                    rows.append(_public_row(f"cold-{name[:-4]}-{i}", rec["TEXT"], [], "cold"))
-    return _sample(rows, max_rows, seed)
-
-
 def load_swsr(path: Path, max_rows: int, seed: int) -> list[dict[str, Any]]:
     """SWSR: non-sexist comments as compliant; sexist comments aimed at an individual as insult.
 
@@ -134,6 +123,40 @@ def load_swsr(path: Path, max_rows: int, seed: int) -> list[dict[str, Any]]:
             elif rec.get("label") == "1" and rec.get("target") == "I":
                 abuse.append(_public_row(rid, text, ["insult"], "swsr"))
     return _sample(safe, max_rows // 2, seed) + _sample(abuse, max_rows // 2, seed)
+
+
+def load_real_negatives(cfg: DataConfig) -> list[dict[str, Any]]:
+    """Real ordinary talk from each corpus's training slice: a seeded sample plus every reviewed hard negative.
+
+    Hard negatives are rows an earlier model flagged; the reviewed list (ids only, no text) says
+    which are genuinely compliant (``labels: []``) and which hold a real violation (its labels).
+    """
+    reviewed = load_hard_negatives(cfg.hard_negatives)
+    rows: list[dict[str, Any]] = []
+    for corpus, n in cfg.negatives_rows.items():
+        pool = load_negatives(cfg.negatives_dir, corpus, "train", cfg.heldout_fraction, cfg.seed)
+        hard = [
+            {**r, "labels": reviewed[r["id"]], "notes": "reviewed hard negative"} for r in pool if r["id"] in reviewed
+        ]
+        rest = [r for r in pool if r["id"] not in reviewed]
+        rows += hard + sample_rows([r for r in rest if _normalizes(r["text"])], n, cfg.seed)
+    return rows
+
+
+def load_hard_negatives(path: Path) -> dict[str, list[str]]:
+    """``{row id: reviewed labels}`` from the hard-negative review file (absent file = none)."""
+    if not Path(path).exists():
+        return {}
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                rec = json.loads(line)
+                try:
+                    out[rec["id"]] = validate_labels(rec["labels"])
+                except (KeyError, ValueError) as e:
+                    raise ValueError(f"{path}:{lineno}: {e}") from None
+    return out
 
 
 def _public_row(rid: str, text: str, labels: list[str], source: str) -> dict[str, Any]:
@@ -205,11 +228,28 @@ def dedupe_exact(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list
     return kept, dropped
 
 
+def drop_real_dev_texts(
+    rows: list[dict[str, Any]], real_dir: Path
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Drop corpus rows whose normalised text equals a real dev row (e.g. a one-word insult both hold).
+
+    The real development set is for selection, thresholds and reporting only; this is the one
+    place the build reads it, so that nothing it holds can train or sit in the authored splits.
+    """
+    dev = set()
+    for path in sorted(Path(real_dir).glob("dev_*.jsonl")):
+        dev |= {normalize(json.loads(line)["text"]) for line in path.read_text(encoding="utf-8").splitlines() if line}
+    kept, dropped = [], []
+    for r in rows:
+        (dropped if normalize(r["text"]) in dev else kept).append(r)
+    return kept, [{**r, "duplicate_of": "real dev set"} for r in dropped]
+
+
 def assign_splits(rows: list[dict[str, Any]], cfg: DataConfig) -> dict[str, list[dict[str, Any]]]:
     """Groups go to one split each, by a seeded hash; public rows only ever train."""
     splits: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
     for r in rows:
-        if r["source"] in ("cold", "swsr"):
+        if r["source"] in PUBLIC_SOURCES:
             splits["train"].append(r)
             continue
         h = int(hashlib.sha256(f"{cfg.seed}:{r['group']}".encode()).hexdigest()[:8], 16) / 16**8
@@ -260,15 +300,18 @@ def build(settings: Settings, out: Path | None = None) -> BuildResult:
     for r in templated:
         r.update(validate_row(r, f"template {r['id']}"))
     public: list[dict[str, Any]] = []
-    if cfg.cold_path:
-        public += load_cold(cfg.cold_path, cfg.public_max_rows, cfg.seed)
+    if cfg.negatives_dir:
+        public += load_real_negatives(cfg)
     if cfg.swsr_path:
         public += load_swsr(cfg.swsr_path, cfg.public_max_rows, cfg.seed)
     rows, exact_dups = dedupe_exact(written + templated + public)
+    rows, dev_copies = drop_real_dev_texts(rows, cfg.real_dir)
+    exact_dups += dev_copies
     splits = assign_splits(rows, cfg)
     near_dups = remove_cross_split_near_duplicates(splits, cfg.near_dup_jaccard)
     if cfg.augment_copies:
-        augmented = augment_rows(splits["train"], cfg.augment_copies, cfg.seed)
+        own = [r for r in splits["train"] if r["source"] not in PUBLIC_SOURCES]  # real talk stays as it was said
+        augmented = augment_rows(own, cfg.augment_copies, cfg.seed)
         # an augmented copy can land on an evaluation text (e.g. "你等着。" → "你等着"): drop those copies
         held_out = NearDuplicateIndex([ngrams(r["text"]) for r in splits["validation"] + splits["test"]])
         kept_aug = [r for r in augmented if not held_out.find(ngrams(r["text"]), cfg.near_dup_jaccard)]
@@ -277,7 +320,9 @@ def build(settings: Settings, out: Path | None = None) -> BuildResult:
         splits["train"] += kept_aug
     out.mkdir(parents=True, exist_ok=True)
     for split, split_rows in splits.items():
-        write_jsonl(out / f"{split}.jsonl", split_rows)
+        write_jsonl(out / f"{split}.jsonl", [r for r in split_rows if r["source"] not in PUBLIC_SOURCES])
+    # public corpora are read from their path, never committed: their rows go to an ignored file
+    write_jsonl(out / PUBLIC_FILE, [r for r in splits["train"] if r["source"] in PUBLIC_SOURCES])
     counts = corpus_counts(splits)
     counts["removed"] = {"exact_duplicates": len(exact_dups), "cross_split_near_duplicates": len(near_dups)}
     data_hash = hash_rows(splits["train"] + splits["validation"])
@@ -343,11 +388,15 @@ def load_split(split: str, data_dir: Path | None = None, written_only: bool = Fa
     path = data_dir / f"{split}.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; run `collectguard data build` first")
+    paths = [path]
+    if split == "train" and (data_dir / PUBLIC_FILE).exists():
+        paths.append(data_dir / PUBLIC_FILE)  # real negatives built on this machine from their path
     rows = []
-    for item in iter_jsonl(path):
-        if isinstance(item, ValueError):
-            raise item
-        rows.append(item)
+    for p in paths:
+        for item in iter_jsonl(p):
+            if isinstance(item, ValueError):
+                raise item
+            rows.append(item)
     return [r for r in rows if is_written(r)] if written_only else rows
 
 

@@ -1,0 +1,147 @@
+"""Real text: the development set's provenance and isolation, the behaviour suite's shape,
+and the fixed slices of the real negatives (read from files written here)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from model.config import Settings
+from model.preprocess import normalize
+from train.dataset import NearDuplicateIndex, load_split, ngrams
+from train.negatives import SLICES, load_negatives, slice_of
+from train.realeval import REAL_DIR, SUITE, behaviour_table, load_dev, read_rows
+
+
+# -- the real development set ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dev():
+    return load_dev()
+
+
+def test_dev_set_is_big_enough_and_every_row_has_provenance(dev):
+    assert len(dev) >= 300
+    for r in dev:
+        assert r["source"].startswith(("github:", "http://", "https://")), r["id"]
+        assert r.get("kind"), r["id"]
+    assert len({r["id"] for r in dev}) == len(dev)
+
+
+def test_dev_set_never_reaches_a_training_split(dev):
+    """data/real is for selection, thresholds and reporting only: no dev text (or near copy) trains."""
+    assert Path(Settings().data.authored_dir).resolve() != REAL_DIR.resolve()
+    assert not list(Path(Settings().data.authored_dir).glob("dev_*.jsonl"))
+    corpus = [r for split in ("train", "validation", "test") for r in load_split(split)]
+    seen = {normalize(r["text"]) for r in corpus}
+    assert not [r["id"] for r in dev if normalize(r["text"]) in seen]
+    index = NearDuplicateIndex([ngrams(r["text"]) for r in corpus if r["source"] == "written"])
+    near = [r["id"] for r in dev if len(normalize(r["text"])) >= 12 and index.find(ngrams(r["text"]), 0.8)]
+    assert not near, f"dev rows with a near copy in the written corpus: {near[:10]}"
+
+
+# -- the behaviour suite -----------------------------------------------------------------------
+def test_behaviour_suite_shape():
+    suite = read_rows([SUITE])
+    per = Counter(r["functionality"] for r in suite)
+    assert len(per) >= 30 and min(per.values()) >= 10, per
+    assert len({normalize(r["text"]) for r in suite}) == len(suite), "duplicate cases"
+
+
+def test_behaviour_cases_are_not_in_the_corpus():
+    suite = read_rows([SUITE])
+    corpus = {normalize(r["text"]) for split in ("train", "validation", "test") for r in load_split(split)}
+    assert not [r["id"] for r in suite if normalize(r["text"]) in corpus]
+
+
+def test_behaviour_table_counts_exact_label_sets():
+    rows = [{"functionality": "a", "labels": ["threat"]}, {"functionality": "a", "labels": []},
+            {"functionality": "b", "labels": ["insult"]}]  # fmt: skip
+    import numpy as np
+
+    pred = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 1]])
+    assert behaviour_table(rows, pred) == {"a": {"n": 2, "pass_rate": 0.5}, "b": {"n": 1, "pass_rate": 0.0}}
+
+
+# -- real negatives: fixed, disjoint slices ------------------------------------------------------
+@pytest.fixture()
+def datasets(tmp_path):
+    for corpus in ("cped", "kdconv"):
+        (tmp_path / corpus).mkdir()
+        with open(tmp_path / corpus / "utterances.jsonl", "w", encoding="utf-8") as f:
+            for d in range(200):
+                for t in range(3):
+                    rec = {
+                        "text": f"{corpus}第{d}段第{t}句",
+                        "speaker_role": None,
+                        "dialogue_id": f"{d:03d}",
+                        "turn": t,
+                    }
+                    f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    (tmp_path / "cold").mkdir()
+    for split in ("train", "dev"):
+        lines = [",split,topic,label,TEXT"] + [f"{i},{split},race,{i % 2},评论{split}{i}" for i in range(100)]
+        (tmp_path / "cold" / f"{split}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+    return tmp_path
+
+
+def test_slices_are_disjoint_cover_everything_and_keep_dialogues_whole(datasets):
+    got = {part: load_negatives(datasets, "cped", part, 0.2, 13) for part in SLICES}
+    ids = [r["id"] for rows in got.values() for r in rows]
+    assert len(ids) == len(set(ids)) == 600
+    for part, rows in got.items():
+        for r in rows:
+            assert slice_of("cped", r["id"].split(":")[1], 0.2, 13) == part
+    held = len(got["calibration"]) + len(got["test"])
+    assert 0.1 < held / 600 < 0.3
+    dialogues = {part: {r["id"].split(":")[1] for r in rows} for part, rows in got.items()}
+    assert not dialogues["train"] & dialogues["test"]
+
+
+def test_cold_keeps_its_upstream_split_and_only_safe_rows(datasets):
+    train = load_negatives(datasets, "cold", "train", 0.2, 13)
+    assert len(train) == 50 and all(r["id"].startswith("cold-train:") for r in train)
+    held = load_negatives(datasets, "cold", "calibration", 0.2, 13) + load_negatives(datasets, "cold", "test", 0.2, 13)
+    assert len(held) == 50 and all(r["id"].startswith("cold-dev:") for r in held)
+
+
+def test_unknown_slice_or_corpus_is_an_error(datasets):
+    with pytest.raises(ValueError, match="slice"):
+        load_negatives(datasets, "cped", "dev", 0.2, 13)
+    with pytest.raises(ValueError, match="corpus"):
+        load_negatives(datasets, "weibo", "train", 0.2, 13)
+
+
+def test_build_takes_only_training_slices_and_keeps_public_text_out_of_committed_files(datasets, tmp_path):
+    import shutil
+
+    from train.dataset import PUBLIC_FILE, build
+
+    authored = tmp_path / "authored"
+    authored.mkdir()
+    shutil.copy(sorted(Path(Settings().data.authored_dir).glob("*.jsonl"))[0], authored)
+    train_slice = load_negatives(datasets, "cped", "train", 0.2, 13)
+    hard = tmp_path / "hard.jsonl"
+    hard.write_text(json.dumps({"id": train_slice[0]["id"], "labels": ["threat"]}) + "\n"
+                    + json.dumps({"id": train_slice[1]["id"], "labels": []}) + "\n", encoding="utf-8")  # fmt: skip
+    out = tmp_path / "out"
+    settings = Settings.load(overrides=[
+        f"data.authored_dir={authored}", "data.template_rows=0", f"data.out_dir={out}",
+        f"data.negatives_dir={datasets}", f"data.hard_negatives={hard}",
+        'data.negatives_rows={"cped": 50, "kdconv": 40, "cold": 30}',
+    ])  # fmt: skip
+    build(settings, out)
+    committed = [json.loads(line) for s in ("train", "validation", "test")
+                 for line in (out / f"{s}.jsonl").read_text(encoding="utf-8").splitlines()]  # fmt: skip
+    assert not [r for r in committed if r["source"] in ("cped", "kdconv", "cold")]
+    public = [json.loads(line) for line in (out / PUBLIC_FILE).read_text(encoding="utf-8").splitlines()]
+    assert Counter(r["source"] for r in public) == {"cped": 52, "kdconv": 40, "cold": 30}
+    held = {r["id"] for c in ("cped", "kdconv", "cold") for p in ("calibration", "test")
+            for r in load_negatives(datasets, c, p, 0.2, 13)}  # fmt: skip
+    assert not held & {r["id"] for r in public}
+    by_id = {r["id"]: r for r in public}
+    assert by_id[train_slice[0]["id"]]["labels"] == ["threat"] and by_id[train_slice[1]["id"]]["labels"] == []
+    own_train = (out / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(load_split("train", out)) == len(own_train) + len(public)  # training sees both

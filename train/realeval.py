@@ -1,0 +1,129 @@
+"""Off-domain evaluation: how a model does on words nobody here wrote.
+
+One report, four parts (each the number a new user would feel first):
+- the **real development set** (``data/real/dev_*.jsonl``: quoted real collection text with
+  provenance; evaluation only, never trained on);
+- **false alarms on held-out ordinary talk**: the test slices of CPED and KdConv dialogues and of
+  COLD's dev safe comments (never trained on; ``train/negatives.py`` fixes the slices);
+- **COLD person-directed attacks** caught as ``insult`` (ids reviewed by hand in
+  ``data/real/cold_dev_person_directed.jsonl``);
+- the **behaviour suite** (``data/behaviour/suite.jsonl``): pass rate per functionality.
+
+    python -m train.realeval --model model/default --datasets ../shared/datasets --out runs/realeval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.config import REPO_ROOT, InferenceConfig
+from model.thresholds import apply_thresholds as predictions
+from train.dataset import iter_jsonl
+from train.evaluate import label_matrix, metrics
+from train.negatives import load_cold_rows, load_negatives
+
+REAL_DIR = REPO_ROOT / "data" / "real"
+SUITE = REPO_ROOT / "data" / "behaviour" / "suite.jsonl"
+ORDINARY_CORPORA = ("cped", "kdconv", "cold")
+
+
+def read_rows(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """Validated rows of JSONL files, keeping their extra fields (provenance, functionality)."""
+    rows = []
+    for path in paths:
+        raw_lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+        for item, raw in zip(iter_jsonl(Path(path)), raw_lines, strict=True):
+            if isinstance(item, ValueError):
+                raise item
+            rows.append({**json.loads(raw), **item})
+    return rows
+
+
+def load_dev(real_dir: Path = REAL_DIR) -> list[dict[str, Any]]:
+    """The real development set: every ``dev_*.jsonl`` under ``data/real``."""
+    paths = sorted(Path(real_dir).glob("dev_*.jsonl"))
+    if not paths:
+        raise FileNotFoundError(f"no dev_*.jsonl in {real_dir}")
+    return read_rows(paths)
+
+
+def ordinary_talk(datasets: Path, part: str, heldout_fraction: float, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Real ordinary talk of one slice (``calibration`` or ``test``), per corpus."""
+    return {c: load_negatives(datasets, c, part, heldout_fraction, seed) for c in ORDINARY_CORPORA}
+
+
+def cold_person_directed(datasets: Path, reviewed: Path = REAL_DIR / "cold_dev_person_directed.jsonl"):
+    """COLD dev offensive comments reviewed as attacks on a person (LABELS.md ``insult``)."""
+    keep = {
+        f"cold-dev:{rec['cold_dev_row']}"
+        for rec in map(json.loads, Path(reviewed).read_text(encoding="utf-8").splitlines())
+        if rec["person_directed"]
+    }
+    return [{**r, "labels": ["insult"]} for r in load_cold_rows(Path(datasets) / "cold", "dev", "1") if r["id"] in keep]
+
+
+def behaviour_table(rows: Sequence[dict[str, Any]], pred: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Pass rate per functionality: a case passes when the predicted label set equals the expected one."""
+    y = label_matrix(rows)
+    per: dict[str, list[bool]] = defaultdict(list)
+    for row, yt, yp in zip(rows, y, pred, strict=True):
+        per[row["functionality"]].append(bool((yt == yp).all()))
+    return {f: {"n": len(v), "pass_rate": round(sum(v) / len(v), 4)} for f, v in sorted(per.items())}
+
+
+def report(
+    probs_of, thresholds: Mapping[str, float], datasets: Path, heldout_fraction: float, seed: int
+) -> dict[str, Any]:
+    """The whole off-domain report; ``probs_of(rows)`` returns a model's score matrix."""
+    out: dict[str, Any] = {"thresholds": dict(thresholds)}
+    dev = load_dev()
+    out["real_dev"] = metrics(label_matrix(dev), predictions(probs_of(dev), thresholds))
+    talk = {}
+    for corpus, rows in ordinary_talk(datasets, "test", heldout_fraction, seed).items():
+        p = probs_of(rows)
+        flagged = predictions(p, thresholds).any(1)
+        talk[corpus] = {"n": len(rows), "flagged_rate": round(float(flagged.mean()), 4),
+                        "max_score_p99": round(float(np.quantile(p.max(1), 0.99)), 4)}  # fmt: skip
+    out["ordinary_talk_test"] = talk
+    attacks = cold_person_directed(datasets)
+    pred = predictions(probs_of(attacks), thresholds)
+    out["cold_person_directed"] = {"n": len(attacks), "insult_rate": round(float(pred[:, 1].mean()), 4)}
+    suite = read_rows([SUITE])
+    table = behaviour_table(suite, predictions(probs_of(suite), thresholds))
+    overall = sum(t["pass_rate"] * t["n"] for t in table.values()) / sum(t["n"] for t in table.values())
+    out["behaviour"] = {"overall": round(overall, 4), "min": min(t["pass_rate"] for t in table.values()),
+                        "functionalities": table}  # fmt: skip
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from model.classifier import Classifier
+    from model.config import Settings
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--datasets", type=Path, required=True, help="folder holding cped/, kdconv/, cold/")
+    ap.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    data_cfg = Settings().data
+    clf = Classifier.load(args.model, config=InferenceConfig(backend=args.backend))
+    result = report(clf.predict_proba, clf.thresholds, args.datasets, data_cfg.heldout_fraction, data_cfg.seed)
+    result["model"] = clf.version
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
