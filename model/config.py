@@ -42,11 +42,19 @@ class DataConfig(_Section):
         None, description="folder holding cped/, kdconv/, cold/ (../shared/datasets): real ordinary talk; None = unused"
     )
     negatives_rows: dict[str, int] = Field(
-        default_factory=lambda: {"cped": 3000, "kdconv": 2000, "cold": 1500},
+        default_factory=lambda: {"cped": 3000, "kdconv": 2000, "cold": 500},
         description="rows sampled from each corpus's training slice (reviewed hard negatives come on top)",
     )
     heldout_fraction: float = Field(
         0.2, gt=0, lt=1, description="dialogues of cped/kdconv never trained on: half calibration, half test"
+    )
+    hard_negatives_max: dict[str, int] = Field(
+        default_factory=lambda: {"cped": 2000, "kdconv": 1000, "cold": 1500},
+        description="cap on reviewed hard negatives per corpus (a seeded sample; reviewed violations always kept)",
+    )
+    person_directed: Path = Field(
+        REPO_ROOT / "data" / "real" / "cold_train_person_directed.jsonl",
+        description="COLD train offensive comments reviewed as attacks on a person: train as insult (ids only)",
     )
     hard_negatives: Path = Field(
         REPO_ROOT / "data" / "real" / "hard_negatives.jsonl",

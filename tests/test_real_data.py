@@ -130,6 +130,7 @@ def test_build_takes_only_training_slices_and_keeps_public_text_out_of_committed
     settings = Settings.load(overrides=[
         f"data.authored_dir={authored}", "data.template_rows=0", f"data.out_dir={out}",
         f"data.negatives_dir={datasets}", f"data.hard_negatives={hard}",
+        f"data.person_directed={tmp_path / 'none.jsonl'}",
         'data.negatives_rows={"cped": 50, "kdconv": 40, "cold": 30}',
     ])  # fmt: skip
     build(settings, out)
@@ -145,3 +146,24 @@ def test_build_takes_only_training_slices_and_keeps_public_text_out_of_committed
     assert by_id[train_slice[0]["id"]]["labels"] == ["threat"] and by_id[train_slice[1]["id"]]["labels"] == []
     own_train = (out / "train.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(load_split("train", out)) == len(own_train) + len(public)  # training sees both
+
+
+def test_hard_negatives_are_capped_and_person_directed_attacks_train_as_insult(datasets, tmp_path):
+    from train.dataset import load_real_negatives
+
+    pool = load_negatives(datasets, "cped", "train", 0.2, 13)
+    hard = tmp_path / "hard.jsonl"
+    lines = [{"id": r["id"], "labels": []} for r in pool[:20]] + [{"id": pool[20]["id"], "labels": ["threat"]}]
+    hard.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    attacks = tmp_path / "pd.jsonl"
+    decisions = [{"id": "cold-train:1", "person_directed": True}, {"id": "cold-train:3", "person_directed": False}]
+    attacks.write_text("".join(json.dumps(x) + "\n" for x in decisions), encoding="utf-8")
+    cfg = Settings.load(overrides=[
+        f"data.negatives_dir={datasets}", f"data.hard_negatives={hard}", f"data.person_directed={attacks}",
+        'data.negatives_rows={"cped": 0, "kdconv": 0, "cold": 0}', 'data.hard_negatives_max={"cped": 5}',
+    ]).data  # fmt: skip
+    rows = load_real_negatives(cfg)
+    cped = [r for r in rows if r["source"] == "cped"]
+    assert sum(not r["labels"] for r in cped) == 5  # capped
+    assert [r["labels"] for r in cped if r["labels"]] == [["threat"]]  # a reviewed violation is always kept
+    assert [(r["id"], r["labels"]) for r in rows if r["source"] == "cold"] == [("cold-train:1", ["insult"])]

@@ -23,7 +23,7 @@ from model.config import DataConfig, Settings, repo_relative
 from model.files import atomic_write
 from model.labels import CUSTOMER, DEFAULT_LISTENER, DEFAULT_SPEAKER, UNKNOWN_LISTENER, VIOLATIONS, validate_labels
 from model.preprocess import Segment, normalize
-from train.negatives import load_negatives, sample_rows
+from train.negatives import load_cold_rows, load_negatives, sample_rows
 
 SPLITS = ("train", "validation", "test")
 #: Rows from public corpora: they only ever train, and live in ``public.jsonl`` (never committed).
@@ -126,10 +126,13 @@ def load_swsr(path: Path, max_rows: int, seed: int) -> list[dict[str, Any]]:
 
 
 def load_real_negatives(cfg: DataConfig) -> list[dict[str, Any]]:
-    """Real ordinary talk from each corpus's training slice: a seeded sample plus every reviewed hard negative.
+    """Real talk from each corpus's training slice: a seeded sample, reviewed hard negatives, real insults.
 
     Hard negatives are rows an earlier model flagged; the reviewed list (ids only, no text) says
-    which are genuinely compliant (``labels: []``) and which hold a real violation (its labels).
+    which are genuinely compliant (``labels: []``, capped per corpus by ``hard_negatives_max``)
+    and which hold a real violation (always kept, with its labels). COLD comments reviewed as
+    attacks on a person (``person_directed``) train as ``insult``: without them, thousands of crude
+    but group-directed safe comments teach that crude wording is never an insult.
     """
     reviewed = load_hard_negatives(cfg.hard_negatives)
     rows: list[dict[str, Any]] = []
@@ -138,8 +141,16 @@ def load_real_negatives(cfg: DataConfig) -> list[dict[str, Any]]:
         hard = [
             {**r, "labels": reviewed[r["id"]], "notes": "reviewed hard negative"} for r in pool if r["id"] in reviewed
         ]
+        violations = [r for r in hard if r["labels"]]
+        compliant = sample_rows([r for r in hard if not r["labels"]], cfg.hard_negatives_max.get(corpus), cfg.seed)
         rest = [r for r in pool if r["id"] not in reviewed]
-        rows += hard + sample_rows([r for r in rest if _normalizes(r["text"])], n, cfg.seed)
+        rows += violations + compliant + sample_rows([r for r in rest if _normalizes(r["text"])], n, cfg.seed)
+    if Path(cfg.person_directed).exists():
+        lines = Path(cfg.person_directed).read_text(encoding="utf-8").splitlines()
+        attacks = {rec["id"] for rec in map(json.loads, lines) if rec["person_directed"]}
+        offensive = load_cold_rows(Path(cfg.negatives_dir) / "cold", "train", "1")
+        note = "reviewed person-directed attack"
+        rows += [{**r, "labels": ["insult"], "notes": note} for r in offensive if r["id"] in attacks]
     return rows
 
 
