@@ -44,6 +44,8 @@ class Manifest:
     train: dict[str, Any] = field(default_factory=dict)
     train_data_sha256: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: how the thresholds were chosen when ``train.calibrate`` replaced them (rule, mix, cross-fitted dev)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def check(self, where: Path) -> None:
         if self.format != FORMAT:

@@ -94,7 +94,12 @@ def test_scores_do_not_depend_on_batching(shipped):
 #: model card lists the gap.
 BEHAVIOUR_FLOOR = 0.8
 BEHAVIOUR_OVERALL_FLOOR = 0.9
-BEHAVIOUR_KNOWN_GAPS: dict[str, float] = {}
+BEHAVIOUR_KNOWN_GAPS: dict[str, float] = {
+    # measured on the shipped model (train/results/realeval.json); model card, "Known failure modes"
+    "sexual_humiliation": 0.33,
+    "mocking_suicide": 0.58,
+    "veiled_threat": 0.66,
+}
 
 
 @pytest.fixture(scope="module")

@@ -85,8 +85,18 @@ def calibrate(probs_of, datasets: Path, settings: Settings) -> dict[str, Any]:
     }
 
 
-def write_calibrated(artifact: Path, out: Path, result: dict[str, Any]) -> Path:
-    """A copy of ``artifact`` whose manifest carries the new thresholds and how they were chosen."""
+def test_metrics(probs_of, thresholds: dict[str, float]) -> dict[str, Any]:
+    """The test split (all rows, written rows) at ``thresholds``: the manifest's metrics must be the shipped ones."""
+    rows = load_split("test")
+    pred = predictions(probs_of(rows), thresholds)
+    written = np.array([r["source"] == "written" for r in rows])
+    y = label_matrix(rows)
+    return {"all": metrics(y, pred), "written": metrics(y[written], pred[written])}
+
+
+def write_calibrated(artifact: Path, out: Path, result: dict[str, Any], test: dict[str, Any]) -> Path:
+    """A copy of ``artifact`` whose manifest carries the new thresholds, how they were chosen, and
+    the test metrics at those thresholds (the training-time ones are kept as ``test_at_training_thresholds``)."""
     if out.resolve() != artifact.resolve():
         if out.exists():
             shutil.rmtree(out)
@@ -95,6 +105,10 @@ def write_calibrated(artifact: Path, out: Path, result: dict[str, Any]) -> Path:
     manifest = json.loads(path.read_text(encoding="utf-8"))
     manifest["thresholds"] = {label: result["thresholds"][label] for label in VIOLATIONS}
     manifest["calibration"] = {k: v for k, v in result.items() if k != "thresholds"}
+    metrics_ = manifest.setdefault("metrics", {})
+    if "test" in metrics_ and "test_at_training_thresholds" not in metrics_:
+        metrics_["test_at_training_thresholds"] = metrics_["test"]
+    metrics_["test"] = test
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return out
 
@@ -109,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     clf = Classifier.load(args.model)
     result = calibrate(clf.predict_proba, args.datasets, Settings())
-    write_calibrated(args.model, args.out, result)
+    write_calibrated(args.model, args.out, result, test_metrics(clf.predict_proba, result["thresholds"]))
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 

@@ -1,0 +1,42 @@
+"""train.calibrate writes a loadable artifact whose manifest matches the thresholds it ships."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from model.classifier import Classifier
+from model.labels import VIOLATIONS
+from train.calibrate import expected_calibration_error, fold_of, write_calibrated
+
+NEW = {"threat": 0.61, "insult": 0.72, "third_party_disclosure": 0.83}
+
+
+def test_calibrated_copy_loads_with_new_thresholds_and_shipped_metrics(tiny_artifact, tmp_path):
+    before = json.loads((tiny_artifact / "collectguard.json").read_text())
+    result = {"thresholds": NEW, "rule": "test rule", "mix": {"real_dev": 3}}
+    test = {"all": {"n": 7, "macro_f1": 0.5}, "written": {"n": 3, "macro_f1": 0.4}}
+    out = write_calibrated(tiny_artifact, tmp_path / "calibrated", result, test)
+
+    manifest = json.loads((out / "collectguard.json").read_text())
+    assert manifest["thresholds"] == NEW
+    assert manifest["calibration"] == {"rule": "test rule", "mix": {"real_dev": 3}}
+    assert manifest["metrics"]["test"] == test
+    if "test" in before.get("metrics", {}):
+        assert manifest["metrics"]["test_at_training_thresholds"] == before["metrics"]["test"]
+    assert json.loads((tiny_artifact / "collectguard.json").read_text()) == before  # the source is untouched
+    clf = Classifier.load(out)
+    assert clf.thresholds == NEW
+    assert set(VIOLATIONS) <= set(clf.score(["您好，请问是本人吗？"])[0]["scores"])
+
+
+def test_folds_keep_one_source_together():
+    rows = [{"source": "https://example.org/a#3"}, {"source": "https://example.org/a#9"}]
+    assert fold_of(rows[0]) == fold_of(rows[1])
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_not():
+    y = np.array([[1], [0], [1], [0]])
+    assert expected_calibration_error(y, np.array([[1.0], [0.0], [1.0], [0.0]])) == 0
+    assert expected_calibration_error(y, np.array([[0.0], [1.0], [0.0], [1.0]])) == 1
