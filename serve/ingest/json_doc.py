@@ -44,6 +44,8 @@ def _asr_calls(found: list[Found], shape: str, path: Path, opts: IngestOptions) 
                 if not isinstance(sentence, dict):
                     raise ValueError(f"a sentence must be an object, got {type(sentence).__name__}")
                 raw = convert(sentence)
+                if isinstance(raw["text"], str):
+                    raw["text"] = raw["text"].strip()  # Whisper starts every segment with a space
                 call["segments"].append(make_segment(raw, opts.speaker_map, opts.roles, pos, scale))
             except ValueError as e:
                 yield ReadError(src, pos, f"call {call['call_id']}: {e}")
