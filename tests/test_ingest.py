@@ -70,7 +70,9 @@ def test_encodings_are_detected(tmp_path, encoding, fmt):
 
 def test_big5_and_forced_encoding(tmp_path):
     trad = tmp_path / "big5.csv"
-    trad.write_bytes("call_id,speaker,text\nc1,坐席,您的帳單已經逾期了，請儘快還款。\nc1,客戶,我下個月一定還。\n".encode("big5"))
+    trad.write_bytes(
+        "call_id,speaker,text\nc1,坐席,您的帳單已經逾期了，請儘快還款。\nc1,客戶,我下個月一定還。\n".encode("big5")
+    )
     calls, errors, (record,) = read([trad], speaker_map={**MAP, "客戶": "customer"})
     assert errors == [] and record.encoding == "big5"
     assert calls[0]["segments"][0]["text"] == "您的帳單已經逾期了，請儘快還款。"
@@ -123,7 +125,11 @@ def test_xlsx_with_chinese_headers_blank_and_bad_rows(tmp_path):
     (call,) = calls
     assert call["call_id"] == "1001" and [s["text"] for s in call["segments"]] == TEXTS
     assert [s["position"] for s in call["segments"]][:2] == ["sheet '通话' row 2", "sheet '通话' row 3"]
-    assert call["segments"][1]["start"] == 2.0 and record.format == "xlsx" and record.as_dict()["sheets_skipped"] == ["说明"]
+    assert (
+        call["segments"][1]["start"] == 2.0
+        and record.format == "xlsx"
+        and record.as_dict()["sheets_skipped"] == ["说明"]
+    )
 
 
 def test_xls(tmp_path):
@@ -242,7 +248,10 @@ def test_explicit_map_beats_automatic_roles_and_map_mode_requires_it(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text(csv_text(tags=("channel 0", "channel 1", "channel 1", "channel 0")), encoding="utf-8")
     (call,), _, _ = read([path])
-    assert call["roles"]["method"] == "auto" and call["roles"]["tags"] == {"channel 1": "agent", "channel 0": "customer"}
+    assert call["roles"]["method"] == "auto" and call["roles"]["tags"] == {
+        "channel 1": "agent",
+        "channel 0": "customer",
+    }
     (call,), _, _ = read([path], speaker_map={**MAP, "CHANNEL_0": "agent"})  # spelled differently: same tag
     assert [s["speaker"] for s in call["segments"]] == ["agent", "customer", "customer", "agent"]
     assert call["roles"]["method"] == "auto" and call["roles"]["tags"]["channel 0"] == "agent"
@@ -253,16 +262,20 @@ def test_explicit_map_beats_automatic_roles_and_map_mode_requires_it(tmp_path):
 def test_one_and_three_speaker_calls_are_handled_and_reported(tmp_path):
     path = tmp_path / "t.jsonl"
     one = {"call_id": "one", "segments": [{"speaker": "spk 3", "text": t} for t in AGENT_LINES]}
-    three = {"call_id": "three", "segments": [
-        {"speaker": "spk 0", "text": CUSTOMER_LINES[0]}, {"speaker": "spk 1", "text": AGENT_LINES[0]},
-        {"speaker": "spk 2", "text": "我是他同事，他不在，我会转告他的。"}, {"speaker": "spk 1", "text": AGENT_LINES[1]}]}  # fmt: skip
+    colleague = "我是他同事，他不在，我会转告他的。"
+    turns = [("spk 0", CUSTOMER_LINES[0]), ("spk 1", AGENT_LINES[0]), ("spk 2", colleague), ("spk 1", AGENT_LINES[1])]
+    three = {"call_id": "three", "segments": [{"speaker": s, "text": t} for s, t in turns]}
     quiet = {"call_id": "quiet", "segments": [{"speaker": "spk 0", "text": "这个周末下雨。"}]}
     path.write_text("\n".join(json.dumps(c, ensure_ascii=False) for c in (one, three, quiet)), encoding="utf-8")
     (a, b, c), errors, _ = read([path])
     assert errors == []
     assert a["roles"]["n_speakers"] == 1 and {s["speaker"] for s in a["segments"]} == {"agent"}
     assert a["roles"]["status"] == "ok"
-    assert b["roles"]["n_speakers"] == 3 and b["roles"]["tags"] == {"spk 0": "customer", "spk 1": "agent", "spk 2": "customer"}
+    assert b["roles"]["n_speakers"] == 3 and b["roles"]["tags"] == {
+        "spk 0": "customer",
+        "spk 1": "agent",
+        "spk 2": "customer",
+    }
     assert c["roles"]["status"] == "uncertain"  # one short, role-less line: not guessed silently
 
 
@@ -295,7 +308,9 @@ def test_relabel_every_format_with_provenance_and_manifest(tmp_path, fast_load, 
         (inp / f"{name}.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     (inp / "odd.json").write_text("{}", encoding="utf-8")
     out = tmp_path / "out"
-    assert main(["relabel", str(inp), "--out", str(out), "--model", str(tiny_artifact), "--role", "外星人=customer"]) == 0
+    assert (
+        main(["relabel", str(inp), "--out", str(out), "--model", str(tiny_artifact), "--role", "外星人=customer"]) == 0
+    )
     segs = pq.read_table(out / "segments.parquet").to_pylist()
     rows = [json.loads(x) for x in (out / "calls.jsonl").read_text(encoding="utf-8").splitlines()]
     errors = [json.loads(x) for x in (out / "errors.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -1,8 +1,9 @@
 """``collectguard score``: score transcripts and show a per-call report (the README's main job).
 
 Reads any format batch relabeling reads (JSONL calls, CSV/Excel/Parquet tables, SRT/WebVTT, ASR
-JSON, folders, gzip, any encoding) through the same reader layer (:mod:`serve.ingest`), or ``--text`` segments, scores them with one Classifier and
-prints each call's segments with their labels plus the same call summary the API returns.
+JSON, folders, gzip, any encoding) through the same reader layer (:mod:`serve.ingest`), or
+``--text`` segments, scores them with one Classifier and prints each call's segments with their
+labels plus the same call summary the API returns.
 Unreadable rows are reported on stderr and skipped; the rest is scored.
 """
 
@@ -22,7 +23,7 @@ _SHORT = {THREAT: "威胁", INSULT: "侮辱", THIRD_PARTY_DISCLOSURE: "泄露", 
 
 def format_roles(roles: dict[str, Any] | None) -> str | None:
     """``roles: auto SPEAKER_00=agent SPEAKER_01=customer (uncertain, lead 0.4)``; None when nothing to say."""
-    if not roles or roles["method"] == "map" and roles["status"] == "ok":
+    if not roles or (roles["method"] == "map" and roles["status"] == "ok"):
         return None
     if roles["method"] == "none":
         return "   roles: the transcript names no speakers; every segment is taken as the agent's"

@@ -57,8 +57,12 @@ def _funasr(doc: Any) -> list[Found] | None:
     if not results or not all(_has_list(r, "sentence_info") for r in results):
         return None
     many = isinstance(doc, list)
-    return [(r.get("key") if isinstance(r.get("key"), str) else None, f"[{i}].sentence_info" if many
-             else "sentence_info", r["sentence_info"], 0.001, _funasr_segment) for i, r in enumerate(results)]  # fmt: skip
+    found: list[Found] = []
+    for i, r in enumerate(results):
+        key = r.get("key") if isinstance(r.get("key"), str) else None
+        path = f"[{i}].sentence_info" if many else "sentence_info"
+        found.append((key, path, r["sentence_info"], 0.001, _funasr_segment))
+    return found
 
 
 def _is_whisper_segment(s: Any) -> bool:
@@ -137,22 +141,22 @@ SHAPES: tuple[Shape, ...] = (
         "aliyun",
         "Alibaba Cloud: {Result: {Sentences: [{Text, BeginTime, EndTime, ChannelId, SpeakerId}]}} (ms)",
         _aliyun,
-    ),  # fmt: skip
+    ),
     Shape(
         "dashscope",
         "Alibaba Model Studio: {transcripts: [{sentences: [{text, begin_time, end_time}]}]} (ms)",
         _dashscope,
-    ),  # fmt: skip
+    ),
     Shape(
         "tencent",
         "Tencent Cloud: {Response: {Data: {ResultDetail: [{FinalSentence, StartMs, EndMs, SpeakerId}]}}} (ms)",
         _tencent,
-    ),  # fmt: skip
+    ),
     Shape(
         "whisper",
         "Whisper/faster-whisper/WhisperX: {segments: [{start, end, text, speaker?}]} (s), or that list",
         _whisper,
-    ),  # fmt: skip
+    ),
 )
 CALLS_SHAPE = 'collectguard calls: {"call_id", "segments": [{text, speaker, start, end}]}, a list of them, or JSONL'
 
