@@ -26,6 +26,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
 
 
+def _reading(p: argparse.ArgumentParser) -> None:
+    """Flags of the commands that read transcript files (serve/ingest)."""
+    from serve.ingest.files import FORMATS
+
+    p.add_argument("--format", default="auto", choices=["auto", *FORMATS], help="force one format for every file")
+    p.add_argument("--encoding", default=None, help="force a text encoding (utf-8, gb18030, big5, utf-16…)")
+    p.add_argument("--role", action="append", default=[], metavar="TAG=ROLE",
+                   help="map a speaker tag to agent/customer (e.g. 'channel 0=agent'); repeatable")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="collectguard", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", type=Path, default=None)
     s.add_argument("--threshold", action="append", default=[], metavar="LABEL=VALUE")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _reading(s)
     _common(s)
     s.set_defaults(run="serve.batch.score:run")
 
@@ -85,15 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("relabel", help="relabel archives of transcribed calls")
     r.add_argument("inputs", nargs="+", type=Path)
     r.add_argument("--out", type=Path, required=True)
-    r.add_argument("--format", default="auto", choices=["auto", "jsonl", "csv", "parquet", "srt", "vtt"])
     r.add_argument("--model", type=Path, default=None)
     r.add_argument("--resume", action="store_true")
     r.add_argument("--engine", default=None, choices=["local", "ray"])
     r.add_argument("--batch-size", type=int, default=None)
     r.add_argument("--workers", type=int, default=None)
     r.add_argument("--fail-on-error", action="store_true")
+    _reading(r)
     _common(r)
     r.set_defaults(run="serve.batch.relabel:run")
+
+    ro = sub.add_parser("roles", help="automatic speaker-role assignment").add_subparsers(
+        dest="roles_command", required=True
+    )
+    re_ = ro.add_parser("eval", help="accuracy of automatic roles on calls with shuffled speaker tags")
+    re_.add_argument("--data", type=Path, nargs="+", default=None, help="JSONL calls (default: data/roles/*.jsonl)")
+    re_.add_argument("--seed", type=int, default=0)
+    re_.add_argument("--errors", type=Path, default=None, help="write the wrong and uncertain calls here (JSONL)")
+    _common(re_)
+    re_.set_defaults(run="serve.ingest.roles_eval:run")
 
     x = sub.add_parser("export", help="export the classifier to ONNX (optionally int8)")
     x.add_argument("--format", default="onnx", choices=["onnx"])

@@ -131,6 +131,32 @@ class RelabelConfig(_Section):
     )  # fmt: skip
 
 
+class IngestConfig(_Section):
+    """How transcript files are read (serve/ingest): encodings, speaker tags, automatic roles."""
+
+    encoding: str = Field("auto", description="'auto' (BOM, UTF-8, else charset-normalizer) or a codec, e.g. gb18030")
+    detect_bytes: int = Field(1_000_000, ge=1024, description="bytes of a file the encoding detector looks at")
+    roles: Literal["auto", "map"] = Field(
+        "auto", description="anonymous speaker tags (SPEAKER_00, spk 0, channel 1): 'auto' assigns roles from what "
+        "each speaker says; 'map' requires every tag in relabel.speaker_map",
+    )  # fmt: skip
+    role_margin: float = Field(
+        1.0, ge=0, description="agent-cue score lead below which a call's automatic roles are marked uncertain"
+    )
+    max_json_mb: float = Field(200, gt=0, description="largest single JSON document read whole (ASR transcripts)")
+    column_aliases: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "call_id": ["通话id", "通话编号", "录音编号", "录音id", "callid", "call id"],
+            "speaker": ["角色", "说话人", "发言人", "speaker_tag", "spk"],
+            "text": ["文本", "内容", "转写文本", "识别文本", "识别结果"],
+            "start": ["开始时间", "开始", "begin"],
+            "end": ["结束时间", "结束"],
+            "listener": ["对象", "听话人"],
+        },
+        description="other header names of table columns (CSV, Excel, Parquet), case-insensitive; times in seconds",
+    )  # fmt: skip
+
+
 class Settings(_Section):
     preprocess: PreprocessConfig = PreprocessConfig()
     base: BaseConfig = BaseConfig()
@@ -139,6 +165,7 @@ class Settings(_Section):
     inference: InferenceConfig = InferenceConfig()
     serve: ServeConfig = ServeConfig()
     relabel: RelabelConfig = RelabelConfig()
+    ingest: IngestConfig = IngestConfig()
 
     @classmethod
     def load(cls, path: Path | str | None = None, overrides: list[str] | None = None, env: bool = False) -> Settings:

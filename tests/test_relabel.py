@@ -219,9 +219,13 @@ def test_mixed_directory_outputs(tmp_path, fast_load, tiny_artifact, tiny_classi
     ids = [c["call_id"] for c in (*calls[:3], {"call_id": "d"}, *calls[3:7], {"call_id": "e"})]
     assert [r["call_id"] for r in rows] == ids
     assert list(pq.read_schema(out / "segments.parquet").names) == [
-        "call_id", "segment", "start", "end", "speaker", "listener", "text", *SCORE_COLUMNS,
-        "labels", "label", "model_version", "preprocess_version",
+        "call_id", "segment", "start", "end", "speaker", "listener", "text", "speaker_tag", "source", "position",
+        *SCORE_COLUMNS, "labels", "label", "model_version", "preprocess_version",
     ]  # fmt: skip
+    # Every row says where it came from: the file and its line / row / cue.
+    assert all(s["source"] and s["position"] for s in segs)
+    assert {s["position"].split()[0] for s in segs} == {"line", "row", "cue"}
+    assert {s["position"] for s in segs if s["call_id"] == "c0001"} == {"line 2 segments[0]", "line 2 segments[1]"}
     assert len(segs) == sum(len(c["segments"]) for c in calls)
     assert {s["model_version"] for s in segs} == {tiny_classifier.version}
     # Every call row is summarize_call over its own segment rows, plus call_id and metadata.

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from model.labels import ALL_LABELS
-from serve.batch.readers import Call, ReadError
+from serve.ingest.records import Call, ReadError
 from serve.scoring import score_calls
 
 SCORE_COLUMNS: tuple[str, ...] = tuple(f"score_{label}" for label in ALL_LABELS)
-SEGMENT_FIELDS: tuple[str, ...] = ("start", "end", "speaker", "listener", "text")
+SEGMENT_FIELDS: tuple[str, ...] = ("start", "end", "speaker", "listener", "text", "speaker_tag")
 ChunkResult = dict[str, list[dict[str, Any]]]  # {"segments": rows, "calls": rows, "errors": records}
 
 
@@ -31,6 +31,9 @@ def segments_schema():
             ("speaker", pa.string()),
             ("listener", pa.string()),
             ("text", pa.string()),
+            ("speaker_tag", pa.string()),
+            ("source", pa.string()),
+            ("position", pa.string()),
             *[(c, pa.float64()) for c in SCORE_COLUMNS],
             ("labels", pa.list_(pa.string())),
             ("label", pa.string()),
@@ -67,7 +70,9 @@ def score_chunk(clf: Any, calls: list[Call], batch_size: int | None = None) -> C
                 {
                     "call_id": call["call_id"],
                     "segment": i,
-                    **{k: seg[k] for k in SEGMENT_FIELDS},
+                    **{k: seg.get(k) for k in SEGMENT_FIELDS},
+                    "source": call["source"],
+                    "position": seg.get("position"),
                     **{col: r["scores"][label] for col, label in zip(SCORE_COLUMNS, ALL_LABELS, strict=True)},
                     "labels": list(r["labels"]),
                     "label": r["label"],
@@ -79,7 +84,9 @@ def score_chunk(clf: Any, calls: list[Call], batch_size: int | None = None) -> C
                 "call_id": call["call_id"],
                 **done["summary"],
                 "metadata": call["metadata"],
+                "roles": call.get("roles"),
                 "source": call["source"],
+                "position": call.get("position"),
                 **versions,
             }
         )

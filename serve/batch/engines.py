@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from serve.batch.chunks import ChunkResult, score_chunk
-from serve.batch.readers import Call
+from serve.ingest.records import Call
 
 OnDone = Callable[[int, list[Call], ChunkResult], None]
 

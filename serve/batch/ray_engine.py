@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from serve.batch.chunks import score_chunk
-from serve.batch.readers import Call
+from serve.ingest.records import Call
 
 
 class ChunkScorer:

@@ -32,7 +32,8 @@ from model.preprocess import PREPROCESS_VERSION
 from serve.batch import engines
 from serve.batch.chunks import ChunkResult
 from serve.batch.parts import PARTS, PartStore, write_jsonl
-from serve.batch.readers import Call, ReadError, list_files, read_inputs
+from serve.ingest import Call, FileRecord, IngestOptions, ReadError, ingest, parse_role_flags
+from serve.ingest.files import list_files
 
 MANIFEST_FILE, ERRORS_FILE = "manifest.json", "errors.jsonl"
 
@@ -52,6 +53,7 @@ class Plan:
     model_dir: Path
     model: Manifest
     settings: Settings
+    reading: IngestOptions
 
     @property
     def config(self) -> RelabelConfig:
@@ -70,11 +72,12 @@ def plan(args: argparse.Namespace) -> Plan:
     files = list_files(args.inputs, exclude=[out])  # raises early for a mistyped input
     model_dir = args.model or settings.serve.model_dir or SHIPPED_MODEL_DIR
     model = read_manifest(model_dir)
+    reading = IngestOptions.from_settings(settings, args.format, args.encoding, parse_role_flags(args.role))
     _check_out(out, args.resume)
     return Plan(
         inputs=list(args.inputs), files=files, out=out, format=args.format, resume=bool(args.resume),
         engine=args.engine or cfg.engine, workers=workers, batch_size=batch_size, model_dir=model_dir,
-        model=model, settings=settings,
+        model=model, settings=settings, reading=reading,
     )  # fmt: skip
 
 
@@ -91,7 +94,7 @@ def _check_out(out: Path, resume: bool) -> None:
 def _estimate_calls(files: list[Path]) -> int | None:
     """Total calls when cheap to count (plain JSONL lines and subtitle files), else None."""
     total = 0
-    from serve.batch.readers import is_gzip
+    from serve.ingest.files import is_gzip
 
     for f in files:
         name = f.name.lower()
@@ -153,11 +156,26 @@ class ChunkReader:
     progress: Progress
     errors: list[dict[str, Any]] = field(default_factory=list)
     order: dict[str, int] = field(default_factory=dict)
+    files: dict[str, FileRecord] = field(default_factory=dict)
+    roles: dict[str, int] = field(default_factory=dict)
+
+    def _count_roles(self, call: Call) -> None:
+        """Role outcomes over every unique call read (resumed ones too), for the manifest."""
+        r = call["roles"]
+        keys = [f"method_{r['method']}"]
+        keys += ["uncertain"] if r["status"] == "uncertain" else []
+        keys += ["one_speaker"] if r["n_speakers"] == 1 and r["method"] != "none" else []
+        keys += ["many_speakers"] if r["n_speakers"] > 2 else []
+        for key in keys:
+            self.roles[key] = self.roles.get(key, 0) + 1
 
     def _calls(self) -> Iterator[Call]:
         sources: dict[str, str] = {}
         p = self.plan
-        for item in read_inputs(p.inputs, p.format, p.config.speaker_map, exclude=[p.out]):
+        for item in ingest(p.inputs, p.reading, exclude=[p.out]):
+            if isinstance(item, FileRecord):
+                self.files[item.path] = item
+                continue
             if isinstance(item, ReadError):
                 self.errors.append(item.as_dict())
                 continue
@@ -167,6 +185,7 @@ class ChunkReader:
                 self.errors.append(ReadError(item["source"], item.get("position"), reason).as_dict())
                 continue
             self.order[cid], sources[cid] = len(self.order), item["source"]
+            self._count_roles(item)
             if cid in self.done:
                 self.progress.resumed()
                 continue
@@ -222,13 +241,10 @@ def finalise(
     counts = progress.counts
     manifest = {
         "command": "collectguard relabel",
-        "inputs": [
-            {"path": str(f), "bytes": f.stat().st_size, "sha256": sha256_file(f)}
-            if f.is_file()
-            else {"path": str(f), "bytes": None, "sha256": None}  # a pipe: already consumed
-            for f in p.files
-        ],
+        "inputs": [_input_entry(f, chunks.files.get(str(f))) for f in p.files],
         "format": p.format,
+        "encoding": p.reading.encoding,
+        "roles": {"mode": p.reading.roles, "margin": p.reading.role_margin, "counts": chunks.roles},
         "model": {
             "name": p.model.name,
             "version": p.model.version,
@@ -255,6 +271,18 @@ def finalise(
     text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
     atomic_write(p.out / MANIFEST_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return n_calls, n_segments, errors
+
+
+def _input_entry(f: Path, record: FileRecord | None) -> dict[str, Any]:
+    """One input file in the manifest: size and hash, and how it was read (format, encoding, shape)."""
+    entry: dict[str, Any] = (
+        {"path": str(f), "bytes": f.stat().st_size, "sha256": sha256_file(f)}
+        if f.is_file()
+        else {"path": str(f), "bytes": None, "sha256": None}  # a pipe: already consumed
+    )
+    if record is not None:
+        entry.update({k: v for k, v in record.as_dict().items() if k != "path"})
+    return entry
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """``collectguard score``: score transcripts and show a per-call report (the README's main job).
 
-Reads any format batch relabeling reads (JSONL calls, CSV/Parquet tables, SRT/WebVTT, folders,
-gzip) through the same readers, or ``--text`` segments, scores them with one Classifier and
-prints each call's segments with their labels plus the same call summary the API returns.
+Reads any format batch relabeling reads (JSONL calls, CSV/Excel/Parquet tables, SRT/WebVTT, ASR
+JSON, folders, gzip, any encoding) through the same reader layer (:mod:`serve.ingest`), or
+``--text`` segments, scores them with one Classifier and prints each call's segments with their
+labels plus the same call summary the API returns.
 Unreadable rows are reported on stderr and skipped; the rest is scored.
 """
 
@@ -14,15 +15,31 @@ import sys
 from typing import Any
 
 from model.labels import AGENT, COMPLIANT, INSULT, THIRD_PARTY_DISCLOSURE, THREAT, VIOLATIONS
-from serve.batch.readers import ReadError, read_inputs
+from serve.ingest import IngestOptions, ReadError, parse_role_flags, read_inputs
 from serve.scoring import score_calls
 
 _SHORT = {THREAT: "威胁", INSULT: "侮辱", THIRD_PARTY_DISCLOSURE: "泄露", COMPLIANT: "合规"}
 
 
+def format_roles(roles: dict[str, Any] | None) -> str | None:
+    """``roles: auto SPEAKER_00=agent SPEAKER_01=customer (uncertain, lead 0.4)``; None when nothing to say."""
+    if not roles or (roles["method"] == "map" and roles["status"] == "ok"):
+        return None
+    if roles["method"] == "none":
+        return "   roles: the transcript names no speakers; every segment is taken as the agent's"
+    tags = " ".join(f"{t}={r}" for t, r in roles["tags"].items())
+    notes = [roles["status"]] + ([f"lead {roles['margin']}"] if roles["margin"] is not None else [])
+    if roles["n_speakers"] != 2:
+        notes.append(f"{roles['n_speakers']} speaker(s)")
+    return f"   roles: {roles['method']} {tags} ({', '.join(notes)})"
+
+
 def format_call(call: dict[str, Any]) -> str:
     """A readable block: one line per segment, flagged agent lines marked, then the verdict."""
     lines = [f"== {call['call_id']}  verdict: {call['summary']['verdict']}"]
+    roles = format_roles(call.get("roles"))
+    if roles:
+        lines.append(roles)
     for seg, res in zip(call["segments"], call["results"], strict=True):
         start = f"{seg['start']:6.1f}s" if seg.get("start") is not None else "      -"
         mark = "!!" if res["labels"] and seg["speaker"] == AGENT else "  "
@@ -45,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give transcript files/folders, or --text SEGMENT")
     calls: list[dict[str, Any]] = []
     errors = 0
-    for item in read_inputs(args.inputs, "auto", settings.relabel.speaker_map):
+    reading = IngestOptions.from_settings(settings, args.format, args.encoding, parse_role_flags(args.role))
+    for item in read_inputs(args.inputs, reading):
         if isinstance(item, ReadError):
             errors += 1
             print(f"skipped {item.file} {item.position or ''}: {item.reason}", file=sys.stderr)
@@ -56,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
         calls.append({"call_id": "--text", "segments": segs})
     clf = Classifier.load(args.model, config=settings.inference)
     scored = score_calls(clf, calls, parse_thresholds(args.threshold))
+    for call, done in zip(calls, scored, strict=True):
+        if "roles" in call:
+            done["roles"] = call["roles"]
     if args.json:
         for call in scored:
             print(json.dumps({"model": {"name": clf.name, "version": clf.version}, **call}, ensure_ascii=False))
