@@ -42,7 +42,8 @@ def _file_name(filename: str | None, fmt: str) -> str:
 
 def _looks_like_table(data: bytes) -> bool:
     head = data[:2048].decode("utf-8", errors="ignore").lstrip("\ufeff").splitlines()
-    return bool(head) and "," in head[0] and "call_id" in head[0] and "text" in head[0]
+    first = head[0].strip() if head else ""
+    return not first.startswith(("{", "[")) and "," in first and "call_id" in first and "text" in first
 
 
 def read_transcript(

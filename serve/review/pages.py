@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -96,7 +96,7 @@ class Page:
         html = templates.get_template(name).render(
             csrf=self.ctx.guard.csrf_token(self.session),
             needs_login=self.ctx.guard.needs_login,
-            reviewer=self.request.cookies.get(REVIEWER_COOKIE, "")[:100],
+            reviewer=unquote(self.request.cookies.get(REVIEWER_COOKIE, ""))[:100],
             **values,
         )
         return self.finish(HTMLResponse(html, status_code=status))
@@ -379,7 +379,9 @@ async def review_segment(request: Request, ref: str, index: int) -> Response:
         if page.wants_json
         else page.redirect(f"/review/calls/{ref}#seg-{index}")
     )
-    response.set_cookie(REVIEWER_COOKIE, body.reviewer, max_age=365 * 86400, samesite="strict", path="/review")
+    response.set_cookie(
+        REVIEWER_COOKIE, quote(body.reviewer, safe=""), max_age=365 * 86400, samesite="strict", path="/review"
+    )
     return response
 
 

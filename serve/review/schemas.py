@@ -27,7 +27,7 @@ class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     call_id: str = Field(min_length=1, max_length=200)
-    segment: int = Field(ge=0, strict=True, description="0-based index of the segment in its call")
+    segment: int = Field(ge=0, le=2**31 - 1, strict=True, description="0-based index of the segment in its call")
     text: str = Field(min_length=1, description="the segment's text as reviewed")
     speaker: Speaker
     listener: Listener
