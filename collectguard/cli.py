@@ -86,10 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(s)
     s.set_defaults(run="serve.batch.score:run")
 
-    v = sub.add_parser("serve", help="run the HTTP scoring API")
+    v = sub.add_parser("serve", help="run the HTTP scoring API and the review page (/review)")
     v.add_argument("--host", default=None)
     v.add_argument("--port", type=int, default=None)
     v.add_argument("--model", type=Path, default=None)
+    v.add_argument("--calls", type=Path, default=None, metavar="DIR", help="a relabel output folder to review")
     _common(v)
     v.set_defaults(run="serve.api.app:run")
 
@@ -115,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     re_.add_argument("--errors", type=Path, default=None, help="write the wrong and uncertain calls here (JSONL)")
     _common(re_)
     re_.set_defaults(run="serve.ingest.roles_eval:run")
+    fb = sub.add_parser("feedback", help="reviews from the review store").add_subparsers(
+        dest="feedback_command", required=True
+    )
+    f = fb.add_parser("export", help="write reviewed segments as training rows (source 'review')")
+    f.add_argument("--out", type=Path, required=True, metavar="FILE.jsonl")
+    _common(f)
+    f.set_defaults(run="serve.review.export:run")
 
     x = sub.add_parser("export", help="export the classifier to ONNX (optionally int8)")
     x.add_argument("--format", default="onnx", choices=["onnx"])

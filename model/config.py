@@ -64,6 +64,10 @@ class DataConfig(_Section):
         REPO_ROOT / "data" / "real", description="real development set (dev_*.jsonl): never trained on, only excluded"
     )
     swsr_path: Path | None = Field(None, description="SWSR folder (aggiejiang/SWSR); None = not used")
+    feedback_paths: list[Path] = Field(
+        default_factory=list,
+        description="reviewed rows (`collectguard feedback export`, source 'review'): trained like written rows",
+    )
     public_max_rows: int = Field(1500, ge=0, description="cap on rows taken from SWSR")
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
@@ -155,6 +159,31 @@ class IngestConfig(_Section):
         },
         description="other header names of table columns (CSV, Excel, Parquet), case-insensitive; times in seconds",
     )  # fmt: skip
+def user_data_dir() -> Path:
+    """Where per-user state lives (XDG_DATA_HOME, else ~/.local/share): the review store by default."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "collectguard"
+
+
+class ReviewConfig(_Section):
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the review store; None = SQLite file review.sqlite in the user data dir"
+    )
+    calls_dir: Path | None = Field(None, description="a relabel output folder whose calls the review page lists")
+    queue_margin: float = Field(
+        0.15, gt=0, le=1, description="queue: a score this close to its threshold counts as uncertain"
+    )
+    queue_size: int = Field(50, ge=1, description="calls shown on the queue page")
+    session_hours: float = Field(12, gt=0, description="how long a review-page login lasts")
+    max_upload_calls: int = Field(200, ge=1, description="calls one paste or upload may hold")
+
+    def resolved_url(self) -> str:
+        """The configured URL, or the default SQLite file (its folder created)."""
+        if self.database_url:
+            return self.database_url
+        folder = user_data_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{folder / 'review.sqlite'}"
 
 
 class Settings(_Section):
@@ -166,6 +195,7 @@ class Settings(_Section):
     serve: ServeConfig = ServeConfig()
     relabel: RelabelConfig = RelabelConfig()
     ingest: IngestConfig = IngestConfig()
+    review: ReviewConfig = ReviewConfig()
 
     @classmethod
     def load(cls, path: Path | str | None = None, overrides: list[str] | None = None, env: bool = False) -> Settings:

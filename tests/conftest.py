@@ -25,6 +25,12 @@ TINY_CORPUS = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _user_data_dir(tmp_path_factory):
+    """Stores that default to the user data dir (the review store) write under a temporary one."""
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory) -> Path:
     from model.base import kept_piece_ids, load_tokenizer_json, trim_tokenizer_json, write_tokenizer

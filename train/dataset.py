@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import random
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -102,6 +103,27 @@ def load_authored(directory: Path) -> list[dict[str, Any]]:
     if errors:
         shown = "\n  ".join(errors[:20])
         raise ValueError(f"{len(errors)} invalid authored row(s):\n  {shown}")
+    return rows
+
+
+def load_feedback(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """Reviewed rows from ``collectguard feedback export`` files (``data.feedback_paths``).
+
+    They are split and trained like written rows. A bad row is reported on stderr, naming file and
+    line, and skipped: one broken export line must not throw away a day of reviews.
+    """
+    rows, seen = [], set()
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"data.feedback_paths: {path} does not exist")
+        for item in iter_jsonl(Path(path)):
+            if isinstance(item, ValueError):
+                print(f"feedback row skipped: {item}", file=sys.stderr)
+            elif item["id"] in seen:
+                print(f"feedback row skipped: {path}: id {item['id']!r} seen before", file=sys.stderr)
+            else:
+                seen.add(item["id"])
+                rows.append(item)
     return rows
 
 
@@ -315,7 +337,8 @@ def build(settings: Settings, out: Path | None = None) -> BuildResult:
         public += load_real_negatives(cfg)
     if cfg.swsr_path:
         public += load_swsr(cfg.swsr_path, cfg.public_max_rows, cfg.seed)
-    rows, exact_dups = dedupe_exact(written + templated + public)
+    feedback = load_feedback(cfg.feedback_paths)
+    rows, exact_dups = dedupe_exact(written + feedback + templated + public)
     rows, dev_copies = drop_real_dev_texts(rows, cfg.real_dir)
     exact_dups += dev_copies
     splits = assign_splits(rows, cfg)
@@ -339,6 +362,11 @@ def build(settings: Settings, out: Path | None = None) -> BuildResult:
     data_hash = hash_rows(splits["train"] + splits["validation"])
     config = cfg.model_dump(mode="json")
     config.update({k: repo_relative(v) for k, v in cfg if isinstance(v, Path)})  # byte-identical on any machine
+    if cfg.feedback_paths:
+        config["feedback_paths"] = [repo_relative(p) for p in cfg.feedback_paths]
+        counts["feedback"] = {"rows": len(feedback)}
+    else:  # builds without reviews keep the stats they always had
+        config.pop("feedback_paths", None)
     stats = {"data_sha256": data_hash, "config": config, **counts}
     (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     write_jsonl(out / "removed.jsonl", exact_dups + near_dups)

@@ -1,4 +1,4 @@
-"""The HTTP scoring API: ``collectguard serve``.
+"""The HTTP scoring API: ``collectguard serve`` (also the review page, ``/review``, and ``/docs``).
 
 One process holds one model. Requests are validated here (every bad input gets a 4xx naming the
 field and the limit), their segments are queued on the :class:`~serve.api.batcher.MicroBatcher`,
@@ -22,12 +22,14 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from model.classifier import Classifier
 from model.config import ServeConfig, Settings
 from model.labels import ALL_LABELS, VIOLATIONS
 from model.preprocess import Segment
 from serve.api.batcher import MicroBatcher
+from serve.api.docs import add_docs
 from serve.api.errors import ERRORS, ApiError, add_error_handlers, pick
 from serve.api.middleware import RequestGuard
 from serve.api.openapi import document_limits
@@ -41,6 +43,9 @@ from serve.api.schemas import (
     SegmentIn,
     Thresholds,
 )
+from serve.review import pages as review_pages
+from serve.review import routes as review_routes
+from serve.review.context import ReviewContext
 from serve.scoring import split_by_call
 
 log = logging.getLogger("collectguard.serve")
@@ -230,6 +235,7 @@ def _lifespan(settings: Settings, classifier: Classifier | None):
         finally:
             app.state.service = None
             await batcher.stop()
+            app.state.review.close()
 
     return lifespan
 
@@ -259,10 +265,17 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> Fast
         summary="Flags threats, insults and third-party debt disclosure in Chinese debt-collection transcripts.",
         version=_package_version(),
         lifespan=_lifespan(settings, classifier),
+        docs_url=None,  # served from local files by add_docs (no CDN)
+        redoc_url=None,
     )
     app.state.service = None
+    app.state.review = ReviewContext(settings)
     add_error_handlers(app)
     app.include_router(router)
+    app.include_router(review_routes.router)
+    app.include_router(review_pages.router)
+    app.mount("/review/static", StaticFiles(directory=review_pages.STATIC_DIR), name="review-static")
+    add_docs(app)
     document_limits(app, settings.serve)
     _add_middleware(app, settings.serve)
     return app
@@ -304,6 +317,8 @@ def run(args: argparse.Namespace) -> int:
         settings.serve.port = args.port
     if getattr(args, "model", None) is not None:
         settings.serve.model_dir = args.model
+    if getattr(args, "calls", None) is not None:
+        settings.review.calls_dir = args.calls
     if settings.serve.model_dir is not None and not settings.serve.model_dir.is_dir():
         raise FileNotFoundError(f"--model {settings.serve.model_dir}: no such model folder")
     configure_logging()

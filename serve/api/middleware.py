@@ -22,7 +22,7 @@ log = logging.getLogger("collectguard.serve")
 access_log = logging.getLogger("collectguard.access")
 
 #: POST endpoints whose body is JSON: the only ones the body guard reads.
-JSON_ENDPOINTS = frozenset({"/v1/score", "/v1/calls"})
+JSON_ENDPOINTS = frozenset({"/v1/score", "/v1/calls", "/v1/reviews", "/v1/reviews/calls"})
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
