@@ -26,6 +26,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
 
 
+def _backend(p: argparse.ArgumentParser) -> None:
+    """``--backend``: shorthand for ``--set inference.backend=…`` on the commands that score."""
+    p.add_argument("--backend", default=None, choices=["auto", "onnx", "torch"],
+                   help="inference backend (default auto: ONNX Runtime int8, PyTorch if that fails)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="collectguard", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--errors", type=Path, default=None, help="write misclassified rows with scores here")
     e.add_argument("--threshold", action="append", default=[], metavar="LABEL=VALUE")
     _common(e)
+    _backend(e)
     e.set_defaults(run="train.evaluate:run")
 
     s = sub.add_parser("score", help="score transcript segments: JSONL calls/rows, or --text")
@@ -73,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threshold", action="append", default=[], metavar="LABEL=VALUE")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _common(s)
+    _backend(s)
     s.set_defaults(run="serve.batch.score:run")
 
     v = sub.add_parser("serve", help="run the HTTP scoring API")
@@ -80,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int, default=None)
     v.add_argument("--model", type=Path, default=None)
     _common(v)
+    _backend(v)
     v.set_defaults(run="serve.api.app:run")
 
     r = sub.add_parser("relabel", help="relabel archives of transcribed calls")
@@ -91,8 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--engine", default=None, choices=["local", "ray"])
     r.add_argument("--batch-size", type=int, default=None)
     r.add_argument("--workers", type=int, default=None)
+    r.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="engine ray: an existing cluster, host:port (its GCS) or ray://host:10001")  # fmt: skip
     r.add_argument("--fail-on-error", action="store_true")
     _common(r)
+    _backend(r)
     r.set_defaults(run="serve.batch.relabel:run")
 
     x = sub.add_parser("export", help="export the classifier to ONNX (optionally int8)")
