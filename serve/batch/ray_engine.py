@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,20 @@ class ChunkScorer:
         return {"chunk": np.asarray(batch["chunk"], dtype=np.int64), "result": np.asarray(results, dtype=object)}
 
 
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail in seconds, naming the address, when nothing listens there (``ray.init`` retries for minutes).
+
+    Only ``host:port`` addresses are probed; ``ray://`` and ``auto`` are left to Ray.
+    """
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ValueError(f"--ray-address {address}: cannot connect to a Ray cluster there ({e})") from e
+
+
 def connect(address: str | None, workers: int) -> bool:
     """Join the cluster at ``address`` (else ``$RAY_ADDRESS``), or start a local instance; True if we did."""
     import ray
@@ -59,6 +74,7 @@ def connect(address: str | None, workers: int) -> bool:
         return False
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
+        check_reachable(address)
         try:
             ray.init(address=address, log_to_driver=False)
         except (ConnectionError, TimeoutError) as e:
