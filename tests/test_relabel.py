@@ -372,7 +372,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, fast_load, 
     """
     calls = make_calls(30)
     inp, ref, out = tmp_path / "calls.jsonl", tmp_path / "ref", tmp_path / "out"
-    opts = ["--model", str(tiny_artifact), "--set", "relabel.chunk_calls=2"]
+    opts = ["--model", str(tiny_artifact), "--set", "relabel.chunk_calls=2", "--backend", "torch"]  # as fast_load
     os.mkfifo(inp)
     exe = Path(sys.executable).with_name("collectguard")
     cmd = [str(exe), "relabel", str(inp), "--out", str(out), *opts, "--set", "inference.threads=1"]

@@ -82,10 +82,17 @@ def test_targets_on_the_written_test_split(shipped):
 
 
 def test_scores_do_not_depend_on_batching(shipped):
+    """PyTorch: not at all. The default (dynamic int8 ONNX) quantises activations per batch, so
+    its scores move a little with batch companions: bounded, and decisions kept."""
+    from model.config import InferenceConfig
+
     rows = load_split("test", written_only=True)[:40]
+    torch_clf = Classifier.load(config=InferenceConfig(backend="torch"))
+    np.testing.assert_allclose(torch_clf.predict_proba(rows, batch_size=64), torch_clf.predict_proba(rows, batch_size=3),
+                               atol=1e-5)  # fmt: skip
     one_batch = shipped.predict_proba(rows, batch_size=64)
     small = shipped.predict_proba(rows, batch_size=3)
-    np.testing.assert_allclose(one_batch, small, atol=1e-5)
+    np.testing.assert_allclose(one_batch, small, atol=0.02)
 
 
 # -- the behaviour suite (data/behaviour): a pass-rate floor per functionality ----------------------
