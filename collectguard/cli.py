@@ -34,6 +34,10 @@ def _reading(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoding", default=None, help="force a text encoding (utf-8, gb18030, big5, utf-16…)")
     p.add_argument("--role", action="append", default=[], metavar="TAG=ROLE",
                    help="map a speaker tag to agent/customer (e.g. 'channel 0=agent'); repeatable")  # fmt: skip
+def _backend(p: argparse.ArgumentParser) -> None:
+    """``--backend``: shorthand for ``--set inference.backend=…`` on the commands that score."""
+    p.add_argument("--backend", default=None, choices=["auto", "onnx", "torch"],
+                   help="inference backend (default auto: ONNX Runtime int8, PyTorch if that fails)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--errors", type=Path, default=None, help="write misclassified rows with scores here")
     e.add_argument("--threshold", action="append", default=[], metavar="LABEL=VALUE")
     _common(e)
+    _backend(e)
     e.set_defaults(run="train.evaluate:run")
 
     s = sub.add_parser("score", help="score transcript segments: JSONL calls/rows, or --text")
@@ -84,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _reading(s)
     _common(s)
+    _backend(s)
     s.set_defaults(run="serve.batch.score:run")
 
     v = sub.add_parser("serve", help="run the HTTP scoring API and the review page (/review)")
@@ -92,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--model", type=Path, default=None)
     v.add_argument("--calls", type=Path, default=None, metavar="DIR", help="a relabel output folder to review")
     _common(v)
+    _backend(v)
     v.set_defaults(run="serve.api.app:run")
 
     r = sub.add_parser("relabel", help="relabel archives of transcribed calls")
@@ -102,9 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--engine", default=None, choices=["local", "ray"])
     r.add_argument("--batch-size", type=int, default=None)
     r.add_argument("--workers", type=int, default=None)
+    r.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="engine ray: an existing cluster, host:port (its GCS) or ray://host:10001")  # fmt: skip
     r.add_argument("--fail-on-error", action="store_true")
     _reading(r)
     _common(r)
+    _backend(r)
     r.set_defaults(run="serve.batch.relabel:run")
 
     ro = sub.add_parser("roles", help="automatic speaker-role assignment").add_subparsers(

@@ -8,6 +8,7 @@ batch relabeling, evaluation and the notebooks all call this class.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,21 @@ from model.preprocess import (
     pad_batch,
     segments_of,
 )
-from model.runners import Runner, TorchRunner
+from model.runners import Runner, TorchRunner, make_runner
 from model.thresholds import apply_thresholds, check_thresholds
 
-__all__ = ["Classifier", "SegmentLike", "check_thresholds"]
+__all__ = ["Classifier", "Prepared", "SegmentLike", "check_thresholds"]
 
 SegmentLike = str | Mapping[str, Any] | Segment
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Segments cut into windows and tokenised: the unit a scheduler can split across batches."""
+
+    windows: list[Window]
+    ids: list[list[int]]
+    n_segments: int
 
 
 class Classifier:
@@ -61,16 +71,16 @@ class Classifier:
         thresholds: Mapping[str, float] | None = None,
         config: InferenceConfig | None = None,
     ) -> Classifier:
-        """Load an artifact folder (``None`` = the shipped default model)."""
+        """Load an artifact folder (``None`` = the shipped default model).
+
+        The network runs on ``config.backend``: by default ONNX Runtime int8 (the export is found
+        beside the artifact or in the cache, or made there on first use), PyTorch as the fallback.
+        """
         config = config or InferenceConfig()
         torch.set_num_threads(config.threads or physical_cores())
         path = Path(path) if path is not None else SHIPPED_MODEL_DIR
         model, tokenizer, manifest = load_artifact(path)
-        runner = None
-        if config.backend == "onnx":
-            from model.onnx_backend import OnnxRunner
-
-            runner = OnnxRunner.for_artifact(path, model, tokenizer, manifest, config)
+        runner = make_runner(path, model, tokenizer, manifest, config)  # auto: ONNX int8, else PyTorch
         clf = cls(model, tokenizer, manifest, config, runner)
         clf.thresholds.update(check_thresholds(thresholds))
         return clf
@@ -83,6 +93,11 @@ class Classifier:
     @property
     def version(self) -> str:
         return self.manifest.version
+
+    @property
+    def backend(self) -> str:
+        """What runs the network: ``torch``, ``onnx-int8`` or ``onnx-fp32`` (another runner: its class name)."""
+        return getattr(self.runner, "backend", type(self.runner).__name__)
 
     @property
     def preprocess_version(self) -> str:
@@ -103,9 +118,25 @@ class Classifier:
         out = np.empty((len(windows), len(VIOLATIONS)), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            logits = self.runner(pad_batch([ids[i] for i in idx], self.tokenizer.pad_token_id))
-            out[idx] = 1.0 / (1.0 + np.exp(-logits))
+            out[idx] = self.run_windows([ids[i] for i in idx])
         return out
+
+    # -- the same steps, one at a time (the API's scheduler interleaves requests between them) --
+    def prepare(self, segments: Iterable[SegmentLike]) -> Prepared:
+        """Normalise, window and tokenise: everything before the network, for one request."""
+        segs = segments_of(segments)
+        windows = make_windows(self.tokenizer, segs, self.manifest.max_length, self.manifest.stride)
+        return Prepared(windows, encode_windows(self.tokenizer, windows, self.manifest.max_length), len(segs))
+
+    def run_windows(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Sigmoid scores of tokenised windows run as ONE padded batch (callers choose the batch)."""
+        logits = self.runner(pad_batch(list(ids), self.tokenizer.pad_token_id))
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    @staticmethod
+    def combine(prepared: Prepared, window_scores: np.ndarray) -> np.ndarray:
+        """Per-segment probabilities from a prepared request's window scores (max over windows)."""
+        return combine_by_max(window_scores, prepared.windows, prepared.n_segments)
 
     def predict_proba(self, segments: Iterable[SegmentLike], batch_size: int | None = None) -> np.ndarray:
         """Violation probabilities, shape ``(n_segments, 3)`` in :data:`VIOLATIONS` order."""

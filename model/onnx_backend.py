@@ -9,6 +9,7 @@ relabeling only set ``backend: onnx``.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.export import default_export_dir, export_onnx, make_session, stale_reason
+from model.export import META_FILE, default_export_dir, export_onnx, make_session, stale_reason
 
 if TYPE_CHECKING:
     from model.artifact import Manifest
@@ -52,6 +53,9 @@ class OnnxRunner:
         self.onnx_path = Path(onnx_path)
         self.session = make_session(self.onnx_path, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
+        meta = self.onnx_path.parent / META_FILE
+        quantize = json.loads(meta.read_text(encoding="utf-8")).get("quantize") if meta.exists() else None
+        self.backend = f"onnx-{quantize or 'fp32'}"  # what /v1/model, manifests and benchmarks report
 
     @classmethod
     def for_artifact(cls, path: Path, model, tokenizer, manifest: Manifest, config: InferenceConfig) -> OnnxRunner:

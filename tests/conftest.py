@@ -90,6 +90,9 @@ def tiny_artifact(tmp_path_factory, tiny_base) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_classifier(tiny_artifact):
+    """The tiny model on PyTorch: mechanics tests compare exact scores, and PyTorch scores do not
+    depend on batch companions (dynamic int8 ones do, slightly; tests/test_backend.py covers it)."""
     from model.classifier import Classifier
+    from model.config import InferenceConfig
 
-    return Classifier.load(tiny_artifact)
+    return Classifier.load(tiny_artifact, config=InferenceConfig(backend="torch"))

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -87,6 +88,7 @@ class ServerThread:
 def server(tiny_artifact: Path) -> Iterator[ServerThread]:
     settings = Settings()
     settings.serve.model_dir = tiny_artifact  # loaded by the lifespan, as in production
+    settings.inference.backend = "torch"  # scores compared to 1e-5 with tiny_classifier's (test_serve_fair: int8)
     with ServerThread(create_app(settings)) as srv:
         yield srv
 
@@ -322,15 +324,22 @@ def test_not_ready_without_model() -> None:
 def test_batcher_isolates_a_failing_request() -> None:
     """A batch that fails is retried request by request: only the bad request gets the error."""
 
-    def predict(segments):
-        if any(s.text == "boom" for s in segments):
-            raise ValueError("boom")
-        return np.array([[len(s.text), 0.0, 0.0] for s in segments], dtype=np.float32)
+    class Model:  # one window per segment, its "token ids" the text's code points
+        def prepare(self, segments):
+            return SimpleNamespace(ids=[[ord(c) for c in s.text] for s in segments])
+
+        def run_windows(self, ids):
+            if any(x == [ord(c) for c in "boom"] for x in ids):
+                raise ValueError("boom")
+            return np.array([[len(x), 0.0, 0.0] for x in ids], dtype=np.float32)
+
+        def combine(self, prepared, scores):
+            return scores
 
     async def go():
         from model.preprocess import Segment
 
-        batcher = MicroBatcher(predict, max_size=4, max_wait_ms=20)
+        batcher = MicroBatcher(Model(), max_size=4, max_wait_ms=20)
         await batcher.start()
         try:
             return await asyncio.gather(

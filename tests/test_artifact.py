@@ -13,8 +13,11 @@ import torch
 from model.architecture import base_fingerprint, build_model, load_tokenizer
 from model.artifact import MANIFEST, WEIGHTS, Manifest, load_artifact, read_manifest, save_artifact
 from model.classifier import Classifier, check_thresholds
+from model.config import InferenceConfig
 from model.labels import VIOLATIONS
 from model.preprocess import PREPROCESS_VERSION
+
+TORCH = InferenceConfig(backend="torch")  # round trips compare with the in-memory PyTorch network
 
 TEXTS = [
     "你再不还钱我就去你单位找你领导",
@@ -56,7 +59,7 @@ def test_save_load_round_trip_identical_scores(tiny_base, tmp_path, method, trai
     manifest = make_manifest(tiny_base, method, train)
     before = Classifier(model, tok, manifest).predict_proba(TEXTS)
     path = save_artifact(tmp_path / "a", model, tok, manifest, keep=None)
-    loaded = Classifier.load(path)
+    loaded = Classifier.load(path, config=TORCH)
     np.testing.assert_array_equal(loaded.predict_proba(TEXTS), before)
     assert loaded.manifest.weights_sha256 == manifest.weights_sha256 != ""
     assert read_manifest(path).method == method
@@ -76,12 +79,12 @@ def test_lora_round_trip_merges_to_the_same_scores(tiny_base, tmp_path):
     before = Classifier(model, tok, manifest).predict_proba(TEXTS)
     assert np.abs(before - untouched).max() > 1e-3  # the adapters matter
     path = save_artifact(tmp_path / "a", model, tok, manifest, keep=None)
-    after = Classifier.load(path).predict_proba(TEXTS)
+    after = Classifier.load(path, config=TORCH).predict_proba(TEXTS)
     np.testing.assert_allclose(after, before, atol=1e-5, rtol=0)
 
 
 def test_loaded_artifact_is_deterministic(tiny_artifact, tiny_classifier):
-    again = Classifier.load(tiny_artifact)
+    again = Classifier.load(tiny_artifact, config=TORCH)
     np.testing.assert_array_equal(again.predict_proba(TEXTS), tiny_classifier.predict_proba(TEXTS))
     probs = tiny_classifier.predict_proba(TEXTS)
     assert probs.shape == (len(TEXTS), len(VIOLATIONS)) and ((probs > 0) & (probs < 1)).all()

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from model.classifier import Classifier
-from model.config import Settings
+from model.config import InferenceConfig, Settings
 from train.dataset import load_split, write_jsonl
 
+TORCH = InferenceConfig(backend="torch")  # round trips compare with the in-memory PyTorch network
 DATA = Path(__file__).resolve().parent.parent / "data" / "processed"
 
 
@@ -47,7 +48,7 @@ def test_artifact_round_trip_reproduces_in_memory_scores(tiny_base, small_data, 
     assert manifest["metrics"]["steps"] == 4
     assert manifest["metrics"]["validation"]["all"]["n"] == 40
     in_memory = np.load(tmp_path / "run" / "validation_probs.npy")
-    loaded = Classifier.load(artifact).predict_proba(load_split("validation", small_data))
+    loaded = Classifier.load(artifact, config=TORCH).predict_proba(load_split("validation", small_data))
     np.testing.assert_allclose(loaded, in_memory, atol=1e-6)
 
 
@@ -106,7 +107,7 @@ def test_every_method_trains_and_round_trips(tiny_base, small_data, tmp_path, me
 
     artifact = train(_settings(tiny_base, tmp_path / method, method=method, max_steps=2), data_dir=small_data)
     in_memory = np.load(tmp_path / method / "validation_probs.npy")
-    loaded = Classifier.load(artifact).predict_proba(load_split("validation", small_data))
+    loaded = Classifier.load(artifact, config=TORCH).predict_proba(load_split("validation", small_data))
     np.testing.assert_allclose(loaded, in_memory, atol=1e-6)
 
 

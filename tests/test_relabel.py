@@ -376,7 +376,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, fast_load, 
     """
     calls = make_calls(30)
     inp, ref, out = tmp_path / "calls.jsonl", tmp_path / "ref", tmp_path / "out"
-    opts = ["--model", str(tiny_artifact), "--set", "relabel.chunk_calls=2"]
+    opts = ["--model", str(tiny_artifact), "--set", "relabel.chunk_calls=2", "--backend", "torch"]  # as fast_load
     os.mkfifo(inp)
     exe = Path(sys.executable).with_name("collectguard")
     cmd = [str(exe), "relabel", str(inp), "--out", str(out), *opts, "--set", "inference.threads=1"]
@@ -439,7 +439,7 @@ def test_score_chunk_isolates_a_failing_call(tiny_classifier):
 def test_ray_engine_matches_local(tmp_path, fast_load, tiny_artifact):
     pytest.importorskip("ray")
     inp = write_jsonl(tmp_path / "calls.jsonl", make_calls(8))
-    opts = ["--model", str(tiny_artifact), "--set", "relabel.chunk_calls=3"]
+    opts = ["--model", str(tiny_artifact), "--set", "relabel.chunk_calls=3", "--backend", "torch"]  # as fast_load
     local, ray_out = tmp_path / "local", tmp_path / "ray"
     assert relabel(inp, SAMPLES, "--out", local, *opts) == 0
     assert relabel(inp, SAMPLES, "--out", ray_out, *opts, "--engine", "ray", "--workers", "1") == 0

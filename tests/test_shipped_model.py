@@ -82,6 +82,8 @@ def test_targets_on_the_written_test_split(shipped):
 
 
 def test_scores_do_not_depend_on_batching(shipped):
+    """The default backend (PyTorch) gives a segment the same scores whatever it is batched with:
+    a call re-scored in the API, in relabel or in a notebook gets the same flags."""
     rows = load_split("test", written_only=True)[:40]
     one_batch = shipped.predict_proba(rows, batch_size=64)
     small = shipped.predict_proba(rows, batch_size=3)

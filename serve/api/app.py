@@ -223,10 +223,9 @@ def _lifespan(settings: Settings, classifier: Classifier | None):
             log.info("loading model from %s", cfg.model_dir or "the shipped default")
             clf = await asyncio.to_thread(Classifier.load, cfg.model_dir, None, settings.inference)
         batcher = MicroBatcher(
-            lambda segs: clf.predict_proba(segs, batch_size=cfg.batch_max_size),
-            cfg.batch_max_size,
-            cfg.batch_max_wait_ms,
-        )
+            clf, cfg.batch_max_size, cfg.batch_max_wait_ms, cfg.batch_max_tokens, cfg.queue_max_windows,
+            cfg.request_timeout_s,
+        )  # fmt: skip
         await batcher.start()
         app.state.service = Service(clf, batcher, cfg)
         log.info("ready: %s %s", clf.name, clf.version)

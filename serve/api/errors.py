@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve.api.batcher import BatcherClosed
+from serve.api.batcher import BatcherClosed, DeadlineExceeded, QueueFull
 from serve.api.schemas import ErrorResponse
 
 _STATUS_TYPES = {
@@ -23,6 +23,7 @@ _STATUS_TYPES = {
     415: "unsupported_media_type",
     422: "validation_error",
     503: "not_ready",
+    504: "timeout",
 }
 
 
@@ -109,6 +110,16 @@ async def _closed(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("not_ready", str(exc), None, _request_id(request)), status_code=503)
 
 
+async def _queue_full(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, QueueFull)
+    body = error_body("overloaded", str(exc), None, _request_id(request))
+    return JSONResponse(body, status_code=503, headers={"Retry-After": str(exc.retry_after)})
+
+
+async def _deadline(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(error_body("timeout", str(exc), None, _request_id(request)), status_code=504)
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
@@ -117,7 +128,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         413: "too many segments or characters",
         415: "Content-Type is not application/json",
         422: "a field is missing, has the wrong type or value, or a text is empty after normalisation",
-        503: "the model is not loaded",
+        503: "the model is not loaded, or the queue is full (then with Retry-After)",
+        504: "the request was not scored within serve.request_timeout_s",
     }.items()
 }
 
@@ -133,3 +145,5 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(BatcherClosed, _closed)
+    app.add_exception_handler(QueueFull, _queue_full)
+    app.add_exception_handler(DeadlineExceeded, _deadline)

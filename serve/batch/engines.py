@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from model.config import InferenceConfig
 from serve.batch.chunks import ChunkResult, score_chunk
 from serve.ingest.records import Call
 
@@ -24,16 +25,33 @@ def run_local(chunks: Iterator[tuple[int, list[Call]]], clf: Any, batch_size: in
 _WORKER_CLF: Any = None
 
 
-def _init_worker(model: str, threads: int) -> None:
+def worker_config(inference: InferenceConfig, threads: int) -> dict[str, Any]:
+    """The driver's inference settings (backend, quantisation) for a worker with ``threads`` threads.
+
+    Workers run what the driver was told to run, so every engine scores with the same backend;
+    a plain dict travels to spawned processes and Ray actors alike.
+    """
+    return inference.model_copy(update={"threads": threads}).model_dump(mode="json")
+
+
+def prepare_backend(model: Path, inference: InferenceConfig) -> None:
+    """Load once in the driver so the ONNX export is made (and cached) before workers start:
+    otherwise every worker would export the same network at once on first use."""
+    from model.classifier import Classifier
+
+    if inference.backend != "torch":
+        Classifier.load(model, config=inference)
+
+
+def _init_worker(model: str, config: dict[str, Any]) -> None:
     """Process-pool initializer: each worker loads the model once."""
     global _WORKER_CLF
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent handles it
     from model.classifier import Classifier
-    from model.config import InferenceConfig
 
-    _WORKER_CLF = Classifier.load(model, config=InferenceConfig(threads=threads))
+    _WORKER_CLF = Classifier.load(model, config=InferenceConfig.model_validate(config))
 
 
 def _score_in_worker(calls: list[Call], batch_size: int) -> ChunkResult:
@@ -41,16 +59,18 @@ def _score_in_worker(calls: list[Call], batch_size: int) -> ChunkResult:
 
 
 def run_pool(
-    chunks: Iterator[tuple[int, list[Call]]], model: Path, workers: int, batch_size: int, on_done: OnDone
-) -> None:
+    chunks: Iterator[tuple[int, list[Call]]], model: Path, workers: int, batch_size: int, on_done: OnDone,
+    inference: InferenceConfig | None = None,
+) -> None:  # fmt: skip
     """``--workers N`` with the local engine: N spawned processes, at most 2N chunks in flight."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from model.config import physical_cores
 
-    threads = max(1, physical_cores() // workers)
-    args = (str(model), threads)
+    inference = inference or InferenceConfig()
+    prepare_backend(model, inference)
+    args = (str(model), worker_config(inference, max(1, physical_cores() // workers)))
     with ProcessPoolExecutor(
         workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=args
     ) as ex:

@@ -7,8 +7,13 @@ as the local engine: the output folder is identical and ``--resume`` works acros
 
 Results are collected on the driver rather than with ``Dataset.write_parquet``: on a cluster
 that would write to the worker nodes' local disks and lose the per-chunk commit that makes a
-killed run resumable. Set ``RAY_ADDRESS`` to use a cluster (its nodes need collectguard
-installed); otherwise a local Ray instance is started with ``workers + 1`` CPUs.
+killed run resumable.
+
+Where it runs: ``--ray-address ADDRESS`` (or ``relabel.ray_address``, or ``RAY_ADDRESS``) joins an
+existing cluster — ``host:port`` of its head (GCS, the port ``ray start --head`` printed) or
+``ray://host:10001`` through Ray Client; its nodes need collectguard installed and the model
+folder at the same path. Without one, a local Ray instance is started with ``workers + 1`` CPUs.
+Actors run the driver's inference settings (backend, quantisation) with one thread each.
 Ray is imported only here, so the rest of collectguard does not need it.
 """
 
@@ -16,24 +21,27 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from model.config import InferenceConfig
 from serve.batch.chunks import score_chunk
+from serve.batch.engines import prepare_backend, worker_config
 from serve.ingest.records import Call
 
 
 class ChunkScorer:
     """Ray Data class-based UDF: the classifier is loaded once per actor, not per batch."""
 
-    def __init__(self, model: str, batch_size: int, threads: int = 1) -> None:
+    def __init__(self, model: str, batch_size: int, config: dict[str, Any] | None = None) -> None:
         from model.classifier import Classifier
         from model.config import InferenceConfig
 
-        self.clf = Classifier.load(model, config=InferenceConfig(threads=threads))
+        self.clf = Classifier.load(model, config=InferenceConfig.model_validate(config or {"threads": 1}))
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -44,7 +52,42 @@ class ChunkScorer:
         return {"chunk": np.asarray(batch["chunk"], dtype=np.int64), "result": np.asarray(results, dtype=object)}
 
 
-def run_ray(chunks: Iterator[tuple[int, list[Call]]], model: Path, workers: int, batch_size: int, on_done: Any) -> None:
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail in seconds, naming the address, when nothing listens there (``ray.init`` retries for minutes).
+
+    Only ``host:port`` addresses are probed; ``ray://`` and ``auto`` are left to Ray.
+    """
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ValueError(f"--ray-address {address}: cannot connect to a Ray cluster there ({e})") from e
+
+
+def connect(address: str | None, workers: int) -> bool:
+    """Join the cluster at ``address`` (else ``$RAY_ADDRESS``), or start a local instance; True if we did."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        check_reachable(address)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, TimeoutError) as e:
+            raise ValueError(f"--ray-address {address}: cannot connect to a Ray cluster there ({e})") from e
+    else:
+        ray.init(num_cpus=workers + 1, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def run_ray(
+    chunks: Iterator[tuple[int, list[Call]]], model: Path, workers: int, batch_size: int, on_done: Any,
+    inference: InferenceConfig | None = None, address: str | None = None,
+) -> None:  # fmt: skip
     """Score every chunk on Ray Data and hand each result to ``on_done(chunk, calls, result)``."""
     import ray
     import ray.data
@@ -52,13 +95,9 @@ def run_ray(chunks: Iterator[tuple[int, list[Call]]], model: Path, workers: int,
     pending = {chunk: calls for chunk, calls in chunks}
     if not pending:
         return
-    started = False
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers + 1, include_dashboard=False, log_to_driver=False)
-        started = True
+    inference = inference or InferenceConfig()
+    prepare_backend(model, inference)  # the export is made once here, not by every actor
+    started = connect(address, workers)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the driver's tqdm bar is the one progress display
@@ -66,7 +105,11 @@ def run_ray(chunks: Iterator[tuple[int, list[Call]]], model: Path, workers: int,
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 10_000))
         ds = ds.map_batches(
             ChunkScorer,
-            fn_constructor_kwargs={"model": str(model), "batch_size": batch_size, "threads": 1},
+            fn_constructor_kwargs={
+                "model": str(Path(model).resolve()),
+                "batch_size": batch_size,
+                "config": worker_config(inference, threads=1),
+            },
             batch_size=1,
             batch_format="numpy",
             concurrency=workers,

@@ -68,6 +68,11 @@ def plan(args: argparse.Namespace) -> Plan:
     workers = args.workers or cfg.workers
     if batch_size < 1 or workers < 1:
         raise ValueError("--batch-size and --workers must be at least 1")
+    engine = args.engine or cfg.engine
+    if getattr(args, "ray_address", None):
+        if engine != "ray":
+            raise ValueError("--ray-address needs --engine ray")
+        cfg.ray_address = args.ray_address
     out: Path = args.out
     files = list_files(args.inputs, exclude=[out])  # raises early for a mistyped input
     model_dir = args.model or settings.serve.model_dir or SHIPPED_MODEL_DIR
@@ -76,7 +81,7 @@ def plan(args: argparse.Namespace) -> Plan:
     _check_out(out, args.resume)
     return Plan(
         inputs=list(args.inputs), files=files, out=out, format=args.format, resume=bool(args.resume),
-        engine=args.engine or cfg.engine, workers=workers, batch_size=batch_size, model_dir=model_dir,
+        engine=engine, workers=workers, batch_size=batch_size, model_dir=model_dir,
         model=model, settings=settings, reading=reading,
     )  # fmt: skip
 
@@ -221,9 +226,10 @@ def score_chunks(p: Plan, chunks: ChunkReader, progress: Progress, clf: Any) -> 
     if p.engine == "ray":
         from serve.batch.ray_engine import run_ray
 
-        run_ray(iter(chunks), p.model_dir, p.workers, p.batch_size, progress)
+        address = p.config.ray_address
+        run_ray(iter(chunks), p.model_dir, p.workers, p.batch_size, progress, p.settings.inference, address)
     elif p.workers > 1:
-        engines.run_pool(iter(chunks), p.model_dir, p.workers, p.batch_size, progress)
+        engines.run_pool(iter(chunks), p.model_dir, p.workers, p.batch_size, progress, p.settings.inference)
     else:
         engines.run_local(iter(chunks), clf, p.batch_size, progress)
 
@@ -254,6 +260,7 @@ def finalise(
         "preprocess_version": PREPROCESS_VERSION,
         "thresholds": dict(p.model.thresholds),
         "engine": p.engine,
+        "backend": p.settings.inference.backend,
         "workers": p.workers,
         "batch_size": p.batch_size,
         "chunk_calls": p.config.chunk_calls,
