@@ -16,9 +16,11 @@ from serve.batch.readers import Call
 OnDone = Callable[[int, list[Call], ChunkResult], None]
 
 
-def run_local(chunks: Iterator[tuple[int, list[Call]]], clf: Any, batch_size: int, on_done: OnDone) -> None:
+def run_local(
+    chunks: Iterator[tuple[int, list[Call]]], clf: Any, batch_size: int, on_done: OnDone, settings: Any = None
+) -> None:
     for chunk, calls in chunks:
-        on_done(chunk, calls, score_chunk(clf, calls, batch_size))
+        on_done(chunk, calls, score_chunk(clf, calls, batch_size, settings))
 
 
 _WORKER_CLF: Any = None
@@ -36,12 +38,17 @@ def _init_worker(model: str, threads: int) -> None:
     _WORKER_CLF = Classifier.load(model, config=InferenceConfig(threads=threads))
 
 
-def _score_in_worker(calls: list[Call], batch_size: int) -> ChunkResult:
-    return score_chunk(_WORKER_CLF, calls, batch_size)
+def _score_in_worker(calls: list[Call], batch_size: int, settings: Any) -> ChunkResult:
+    return score_chunk(_WORKER_CLF, calls, batch_size, settings)
 
 
 def run_pool(
-    chunks: Iterator[tuple[int, list[Call]]], model: Path, workers: int, batch_size: int, on_done: OnDone
+    chunks: Iterator[tuple[int, list[Call]]],
+    model: Path,
+    workers: int,
+    batch_size: int,
+    on_done: OnDone,
+    settings: Any = None,
 ) -> None:
     """``--workers N`` with the local engine: N spawned processes, at most 2N chunks in flight."""
     import multiprocessing as mp
@@ -57,7 +64,7 @@ def run_pool(
         inflight: dict[Any, tuple[int, list[Call]]] = {}
         try:
             for chunk, calls in chunks:
-                inflight[ex.submit(_score_in_worker, calls, batch_size)] = (chunk, calls)
+                inflight[ex.submit(_score_in_worker, calls, batch_size, settings)] = (chunk, calls)
                 while len(inflight) >= 2 * workers:
                     finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
                     for fut in finished:

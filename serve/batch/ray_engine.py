@@ -29,22 +29,30 @@ from serve.batch.readers import Call
 class ChunkScorer:
     """Ray Data class-based UDF: the classifier is loaded once per actor, not per batch."""
 
-    def __init__(self, model: str, batch_size: int, threads: int = 1) -> None:
+    def __init__(self, model: str, batch_size: int, threads: int = 1, settings: dict | None = None) -> None:
         from model.classifier import Classifier
-        from model.config import InferenceConfig
+        from model.config import InferenceConfig, Settings
 
         self.clf = Classifier.load(model, config=InferenceConfig(threads=threads))
         self.batch_size = batch_size
+        self.settings = Settings.model_validate(settings) if settings is not None else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = [
-            json.dumps(score_chunk(self.clf, json.loads(payload), self.batch_size), ensure_ascii=False)
+            json.dumps(score_chunk(self.clf, json.loads(payload), self.batch_size, self.settings), ensure_ascii=False)
             for payload in batch["calls"]
         ]
         return {"chunk": np.asarray(batch["chunk"], dtype=np.int64), "result": np.asarray(results, dtype=object)}
 
 
-def run_ray(chunks: Iterator[tuple[int, list[Call]]], model: Path, workers: int, batch_size: int, on_done: Any) -> None:
+def run_ray(
+    chunks: Iterator[tuple[int, list[Call]]],
+    model: Path,
+    workers: int,
+    batch_size: int,
+    on_done: Any,
+    settings: Any = None,
+) -> None:
     """Score every chunk on Ray Data and hand each result to ``on_done(chunk, calls, result)``."""
     import ray
     import ray.data
@@ -66,7 +74,12 @@ def run_ray(chunks: Iterator[tuple[int, list[Call]]], model: Path, workers: int,
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 10_000))
         ds = ds.map_batches(
             ChunkScorer,
-            fn_constructor_kwargs={"model": str(model), "batch_size": batch_size, "threads": 1},
+            fn_constructor_kwargs={
+                "model": str(model),
+                "batch_size": batch_size,
+                "threads": 1,
+                "settings": settings.model_dump(mode="json") if settings is not None else None,
+            },
             batch_size=1,
             batch_format="numpy",
             concurrency=workers,
