@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from model.labels import ALL_LABELS, DEFAULT_LISTENER, DEFAULT_SPEAKER, LISTENERS, SPEAKERS, VIOLATIONS
 from model.preprocess import Segment
@@ -71,7 +71,7 @@ class CallSegmentIn(SegmentIn):
 class ScoreRequest(_Request):
     segments: list[SegmentIn] = Field(min_length=1, description="segments to score, results come back in this order")
     thresholds: Thresholds | None = None
-    explain: bool = Field(
+    explain: StrictBool = Field(
         False, description="add `evidence` (the spans of each flagged segment's text that drove its labels)"
     )
 
@@ -98,7 +98,7 @@ class CallRequest(_Request):
     )
     debtor_id: str | None = Field(None, min_length=1, max_length=256, description="your id of the debtor")
     callee: Callee | None = None
-    explain: bool | None = Field(
+    explain: StrictBool | None = Field(
         None, description="evidence spans on flagged segments; null = the server's explain.flagged (on by default)"
     )
 

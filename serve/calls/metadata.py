@@ -13,11 +13,18 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from model.privacy import mask_pii
+
 OUTBOUND, INBOUND = "outbound", "inbound"
 DIRECTIONS: tuple[str, ...] = (OUTBOUND, INBOUND)
 DEBTOR, THIRD_PARTY, UNKNOWN = "debtor", "third_party", "unknown"
 CALLEE_ROLES: tuple[str, ...] = (DEBTOR, THIRD_PARTY, UNKNOWN)
 METADATA_FIELDS: tuple[str, ...] = ("started_at", "direction", "debtor_id", "callee")
+
+
+def _shown(value: Any) -> str:
+    """A bad value as an error message may quote it: personal numbers masked (errors are stored and logged)."""
+    return repr(mask_pii(value)) if isinstance(value, str) else repr(value)
 
 
 def parse_started_at(value: Any, timezone: str) -> datetime:
@@ -27,7 +34,7 @@ def parse_started_at(value: Any, timezone: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ValueError(f"{value!r} is not an ISO 8601 date-time (e.g. 2026-03-01T21:30:00+08:00)") from None
+        raise ValueError(f"{_shown(value)} is not an ISO 8601 date-time (e.g. 2026-03-01T21:30:00+08:00)") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=ZoneInfo(timezone))
     return parsed
@@ -35,13 +42,13 @@ def parse_started_at(value: Any, timezone: str) -> datetime:
 
 def check_direction(value: Any) -> str:
     if value not in DIRECTIONS:
-        raise ValueError(f"must be one of {list(DIRECTIONS)}, got {value!r}")
+        raise ValueError(f"must be one of {list(DIRECTIONS)}, got {_shown(value)}")
     return value
 
 
 def check_role(value: Any) -> str:
     if value not in CALLEE_ROLES:
-        raise ValueError(f"must be one of {list(CALLEE_ROLES)}, got {value!r}")
+        raise ValueError(f"must be one of {list(CALLEE_ROLES)}, got {_shown(value)}")
     return value
 
 
