@@ -59,11 +59,12 @@ _ID18 = re.compile(
 )
 _LONG = re.compile(_NOT_AFTER + f"({_digits(15, 19)})" + _NOT_BEFORE)
 _ONE, _MOBILE2 = "[1１一幺]", "[3-9３-９三四五六七八九]"
-_MOBILE = re.compile(
-    _NOT_AFTER
-    + rf"((?:(?:\+|00|＋)?[8８][6６]{_GAP}|\(\+?86\){_GAP})?{_ONE}{_GAP}{_MOBILE2}(?:{_GAP}{_D}){{9}})"
-    + _NOT_BEFORE
+_MOBILE_BODY = rf"{_ONE}{_GAP}{_MOBILE2}(?:{_GAP}{_D}){{9}}"
+# With a country code (+86, 0086, 86, (+86)): checked before long runs, which would read it as an ID or card.
+_MOBILE_INTL = re.compile(
+    _NOT_AFTER + rf"((?:(?:\+|00|＋)[8８][6６]{_GAP}|[8８][6６]{_GAP}|\(\+?86\){_GAP}){_MOBILE_BODY})" + _NOT_BEFORE
 )
+_MOBILE = re.compile(_NOT_AFTER + f"({_MOBILE_BODY})" + _NOT_BEFORE)
 _ZERO = "[0０零〇]"
 _LANDLINE = re.compile(
     _NOT_AFTER
@@ -151,6 +152,9 @@ def find_pii(text: str) -> list[Span]:
         d = digit_string(m.group(1)[:-1]) + m.group(1)[-1]
         if _plausible_birth(d) and free(*m.span(1)):
             taken.append(Span(*m.span(1), ID))
+    for m in _MOBILE_INTL.finditer(text):
+        if free(*m.span(1)):
+            taken.append(Span(*m.span(1), PHONE))
     for m in _LONG.finditer(text):
         if not free(*m.span(1)):
             continue
