@@ -4,7 +4,7 @@ Flow, as named steps of :func:`run`: :func:`plan` (settings, inputs, model, outp
 :class:`ChunkReader` (readers → chunks of ``relabel.chunk_calls`` calls) → :func:`score_chunks`
 (an engine runs :func:`serve.batch.chunks.score_chunk` on each; :class:`Progress` commits every
 result as a part under ``OUT/parts/``) → :func:`finalise` (the final files assembled from all
-parts, errors and the run manifest).
+parts, ``contacts.jsonl`` across calls, errors and the run manifest).
 
 Why parts: a relabeling run over a large archive takes hours and gets killed. Each part is
 written to a temporary name and renamed (atomic), the calls part last, so a chunk is either
