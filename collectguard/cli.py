@@ -34,6 +34,8 @@ def _reading(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoding", default=None, help="force a text encoding (utf-8, gb18030, big5, utf-16…)")
     p.add_argument("--role", action="append", default=[], metavar="TAG=ROLE",
                    help="map a speaker tag to agent/customer (e.g. 'channel 0=agent'); repeatable")  # fmt: skip
+
+
 def _backend(p: argparse.ArgumentParser) -> None:
     """``--backend``: shorthand for ``--set inference.backend=…`` on the commands that score."""
     p.add_argument("--backend", default=None, choices=["auto", "onnx", "torch"],

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL_DIR = REPO_ROOT / "model" / "default"
@@ -178,6 +178,8 @@ class IngestConfig(_Section):
         },
         description="other header names of table columns (CSV, Excel, Parquet), case-insensitive; times in seconds",
     )  # fmt: skip
+
+
 def user_data_dir() -> Path:
     """Where per-user state lives (XDG_DATA_HOME, else ~/.local/share): the review store by default."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -205,6 +207,61 @@ class ReviewConfig(_Section):
         return f"sqlite:///{folder / 'review.sqlite'}"
 
 
+class PrivacyConfig(_Section):
+    mask_pii: bool = Field(
+        True,
+        description="mask phone, ID, bank-card numbers and e-mail addresses ([PHONE] [ID] [CARD] [EMAIL]) at the "
+        "input boundary of the API and relabel, before scoring and in everything stored or logged",
+    )
+
+
+class CallsConfig(_Section):
+    timezone: str = Field(
+        "Asia/Shanghai",
+        description="the debtors' local time zone: started_at is converted to it, and a started_at without an "
+        "offset is read in it",
+    )
+    quiet_start: str = Field("22:00", pattern=r"^\d{2}:\d{2}$", description="outside_permitted_hours from (HH:MM)")
+    quiet_end: str = Field("08:00", pattern=r"^\d{2}:\d{2}$", description="... until (HH:MM, exclusive)")
+    identify_within_turns: int = Field(
+        3, ge=1, description="anonymous_collection: the agent must identify within this many agent turns"
+    )
+    daily_contact_cap: int = Field(3, ge=0, description="outbound calls to one debtor per local day allowed")
+    third_party_limit: int = Field(3, ge=0, description="distinct third parties per debtor allowed in the window")
+    third_party_window_days: int = Field(7, ge=1, description="rolling window of contact_list_blasting, in days")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Shanghai)") from None
+        return value
+
+    @field_validator("quiet_start", "quiet_end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        hours, minutes = (int(x) for x in value.split(":"))
+        if hours > 23 or minutes > 59:
+            raise ValueError(f"{value!r} is not a time of day (HH:MM)")
+        return value
+
+
+class ExplainConfig(_Section):
+    flagged: bool = Field(True, description="evidence spans on flagged segments of /v1/calls and relabel")
+    max_variants: int = Field(
+        16, ge=2, description="occlusion variants per segment: text is cut into at most this many chunks"
+    )
+    min_chunk: int = Field(2, ge=1, description="smallest occluded chunk, in normalised characters")
+    min_weight: float = Field(0.02, ge=0, description="score drop below which a chunk is not evidence")
+    keep_fraction: float = Field(
+        0.5, gt=0, le=1, description="evidence = chunks whose drop is at least this share of the largest drop"
+    )
+
+
 class Settings(_Section):
     preprocess: PreprocessConfig = PreprocessConfig()
     base: BaseConfig = BaseConfig()
@@ -215,6 +272,9 @@ class Settings(_Section):
     relabel: RelabelConfig = RelabelConfig()
     ingest: IngestConfig = IngestConfig()
     review: ReviewConfig = ReviewConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    calls: CallsConfig = CallsConfig()
+    explain: ExplainConfig = ExplainConfig()
 
     @classmethod
     def load(cls, path: Path | str | None = None, overrides: list[str] | None = None, env: bool = False) -> Settings:

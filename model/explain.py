@@ -10,8 +10,11 @@ same preprocessing path as production traffic. All variants are scored in one ba
 
 from __future__ import annotations
 
+import difflib
 import html
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -125,3 +128,160 @@ def explanation_html(classifier: Any, segment: Any, labels: Sequence[str] | None
 def _top_spans(text: str, deltas: np.ndarray, window: int, k: int = 3) -> str:
     order = np.argsort(-deltas, kind="stable")[:k]
     return "  ".join(f"{text[i : i + window]} {deltas[i]:+.3f}" for i in order)
+
+
+# -- evidence spans on the original text ---------------------------------------------------------------
+
+
+@lru_cache(maxsize=8192)
+def _char_form(ch: str) -> str:
+    """What one original character becomes on its own under :func:`normalize` (``""`` if dropped)."""
+    if ch.isspace():
+        return " "
+    try:
+        return normalize(ch)
+    except ValueError:
+        return ""
+
+
+def align_to_original(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """``(normalize(text), spans)``: ``spans[i]`` is the ``[start, end)`` of ``text`` that
+    normalised character ``i`` came from.
+
+    Normalisation is not character-by-character (placeholders collapse to one 某, fillers and
+    punctuation runs collapse, spaces next to CJK vanish), so each original character is
+    normalised alone and that sequence is aligned to the real output with
+    :class:`difflib.SequenceMatcher`; a replaced stretch maps to the whole original stretch it
+    replaced. The preprocessing itself is not touched: this only reads it.
+    """
+    norm = normalize(text)
+    forms, owner = [], []
+    for i, ch in enumerate(text):
+        form = _char_form(ch)
+        forms.append(form)
+        owner.extend([i] * len(form))
+    chars = "".join(forms)
+    spans: list[tuple[int, int]] = [(0, len(text))] * len(norm)
+    matcher = difflib.SequenceMatcher(None, chars, norm, autojunk=False)
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        if op == "equal":
+            for k in range(b1 - b0):
+                o = owner[a0 + k]
+                spans[b0 + k] = (o, o + 1)
+        elif op == "replace" or op == "insert":
+            lo = owner[a0] if a0 < len(owner) else (owner[a0 - 1] + 1 if a0 else 0)
+            hi = owner[a1 - 1] + 1 if a1 > a0 else lo
+            if hi == lo:  # inserted: attach to the neighbouring original character
+                lo, hi = max(lo - 1, 0), max(lo, 1)
+            for k in range(b0, b1):
+                spans[k] = (lo, hi)
+    return norm, spans
+
+
+@dataclass(frozen=True)
+class OcclusionPlan:
+    """A segment's normalised text cut into chunks, and one variant per chunk with it left out."""
+
+    segment: Segment
+    normalized: str
+    chunks: tuple[tuple[int, int], ...]
+    variants: tuple[Segment, ...]
+    keep: tuple[int, ...]  # chunks whose variant is not empty (the others score 0)
+
+
+def plan_occlusion(segment: Any, max_variants: int = 16, min_chunk: int = 2) -> OcclusionPlan:
+    """Chunks of ``ceil(n / max_variants)`` (at least ``min_chunk``) normalised characters.
+
+    Cost is bounded: at most ``max_variants`` extra segments are scored per explained segment,
+    each shorter than the original, whatever its length.
+    """
+    seg = Segment.of(segment)
+    text = seg.normalized
+    size = max(min_chunk, -(-len(text) // max_variants))
+    chunks = tuple((i, min(i + size, len(text))) for i in range(0, len(text), size))
+    variants, keep = [], []
+    for k, (a, b) in enumerate(chunks):
+        rest = text[:a] + text[b:]
+        if rest.strip():
+            keep.append(k)
+            variants.append(Segment(rest, seg.speaker, seg.listener))
+    return OcclusionPlan(seg, text, chunks, tuple(variants), tuple(keep))
+
+
+def evidence_spans(
+    plan: OcclusionPlan,
+    base: Sequence[float],
+    variant_probs: np.ndarray,
+    labels: Sequence[str],
+    min_weight: float = 0.02,
+    keep_fraction: float = 0.5,
+    original: str | None = None,
+    to_original: Any = None,
+    blocked: Sequence[tuple[int, int]] = (),
+) -> list[dict[str, Any]]:
+    """``[{"label", "start", "end", "text", "weight"}]``: spans of the original text per label.
+
+    A chunk is evidence for a label when leaving it out lowers the label's score by at least
+    ``min_weight`` and by at least ``keep_fraction`` of the largest drop; adjacent chunks merge
+    (weight = the largest drop among them). Positions are mapped from the normalised text back
+    to ``original`` (default: the segment's own text), through ``to_original`` when the scored
+    text was itself derived from ``original`` (masking), so ``original[start:end] == text``.
+    Characters inside ``blocked`` ranges of the scored text (mask tokens) are never evidence.
+    """
+    scored = plan.segment.text
+    original = scored if original is None else original
+    _, spans = align_to_original(scored)
+    occluded = np.zeros((len(plan.chunks), len(VIOLATIONS)))
+    occluded[list(plan.keep)] = np.asarray(variant_probs, dtype=float).reshape(len(plan.keep), len(VIOLATIONS))
+    out: list[dict[str, Any]] = []
+    for label in labels:
+        col = VIOLATIONS.index(label)
+        deltas = float(base[col]) - occluded[:, col]
+        floor = max(min_weight, keep_fraction * float(deltas.max(initial=0.0)))
+        chosen = [k for k in range(len(plan.chunks)) if deltas[k] >= floor and deltas[k] > 0]
+        for run in _runs(chosen):
+            a, b = plan.chunks[run[0]][0], plan.chunks[run[-1]][1]
+            weight = float(max(deltas[k] for k in run))
+            for lo, hi in _original_pieces(spans[a:b], blocked):
+                start, end = to_original(lo, hi) if to_original else (lo, hi)
+                start, end = _trim(original, start, end)
+                if end > start:
+                    out.append({"label": label, "start": start, "end": end, "text": original[start:end],
+                                "weight": round(weight, 4)})  # fmt: skip
+    return out
+
+
+def _runs(indices: Sequence[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for k in indices:
+        if runs and runs[-1][-1] == k - 1:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    return runs
+
+
+def _original_pieces(spans: Sequence[tuple[int, int]], blocked: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Contiguous stretches of the scored text covered by ``spans``, cut where a blocked range is."""
+    lo, hi = min(s for s, _ in spans), max(e for _, e in spans)
+    pieces, start = [], lo
+    for a, b in sorted(blocked):
+        if b <= start or a >= hi:
+            continue
+        if a > start:
+            pieces.append((start, a))
+        start = max(start, b)
+    if start < hi:
+        pieces.append((start, hi))
+    return pieces
+
+
+_EDGE = set(" \t\r\n,.;:!?，。；：！？、…~-—\"'“”‘’()（）[]【】")
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start] in _EDGE:
+        start += 1
+    while end > start and text[end - 1] in _EDGE:
+        end -= 1
+    return start, end

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from model.config import CallsConfig
 from model.labels import AGENT, COMPLIANT, DEFAULT_SPEAKER, VIOLATIONS, most_severe
+from serve.calls import check_call
 
 
 def _field(segment: Any, name: str) -> Any:
@@ -17,12 +19,19 @@ def _field(segment: Any, name: str) -> Any:
     return segment.get(name) if isinstance(segment, Mapping) else getattr(segment, name, None)
 
 
-def summarize_call(segments: Sequence[Any], results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def summarize_call(
+    segments: Sequence[Any],
+    results: Sequence[Mapping[str, Any]],
+    metadata: Mapping[str, Any] | None = None,
+    calls: CallsConfig | None = None,
+) -> dict[str, Any]:
     """Summarise one call from its segments (``speaker``, optional ``start``) and their results.
 
     Returns violation counts per label on agent segments, the start time and index of the first
-    of each, the highest agent score per label, the flagged agent segment indices and a verdict
-    (the most severe label present on any agent segment, else ``compliant``).
+    of each, the highest agent score per label, the flagged agent segment indices, a verdict
+    (the most severe label present on any agent segment, else ``compliant``), and the
+    call-level ``flags`` of :func:`serve.calls.check_call` judged with the call's ``metadata``
+    (``metadata_problems`` names any value it could not use).
     """
     if len(segments) != len(results):
         raise ValueError(f"{len(segments)} segments but {len(results)} results")
@@ -56,4 +65,5 @@ def summarize_call(segments: Sequence[Any], results: Sequence[Mapping[str, Any]]
         "max_scores": max_scores,
         "flagged_segments": flagged,
         "verdict": most_severe(present) if present else COMPLIANT,
+        **check_call(segments, metadata, calls),
     }

@@ -1,4 +1,4 @@
-"""Which backend a loaded model runs on: PyTorch by default; ONNX Runtime int8 with ``auto`` (PyTorch as fallback) or ``onnx``.
+"""Which backend a loaded model runs on: PyTorch by default; ONNX Runtime int8 with ``auto`` or ``onnx``.
 
 Mechanics on the tiny model, with a private export cache (``COLLECTGUARD_CACHE``) so a test never
 reuses or touches the user's exports.

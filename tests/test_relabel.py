@@ -57,6 +57,19 @@ def make_calls(n: int, prefix: str = "c") -> list[dict]:
     return calls
 
 
+def with_metadata(calls: list[dict]) -> list[dict]:
+    """Call metadata on most calls (for contacts.jsonl and the call checks), none on every fifth."""
+    out = []
+    for i, call in enumerate(calls):
+        call = dict(call)
+        if i % 5:
+            call["started_at"] = f"2026-03-{1 + i % 3:02d}T{(7 + 5 * i) % 24:02d}:15:00" + ("+08:00" if i % 2 else "")
+            call["debtor_id"] = f"D{i % 4}"
+            call["callee"] = {"id": f"p{i % 6}", "role": ["debtor", "third_party", "unknown"][i % 3]}
+        out.append(call)
+    return out
+
+
 def write_jsonl(path: Path, calls: list[dict], gz: bool = False) -> Path:
     data = "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in calls).encode()
     path.write_bytes(gzip.compress(data) if gz else data)
@@ -220,7 +233,7 @@ def test_mixed_directory_outputs(tmp_path, fast_load, tiny_artifact, tiny_classi
     assert [r["call_id"] for r in rows] == ids
     assert list(pq.read_schema(out / "segments.parquet").names) == [
         "call_id", "segment", "start", "end", "speaker", "listener", "text", "speaker_tag", "source", "position",
-        *SCORE_COLUMNS, "labels", "label", "model_version", "preprocess_version",
+        *SCORE_COLUMNS, "labels", "label", "evidence", "model_version", "preprocess_version",
     ]  # fmt: skip
     # Every row says where it came from: the file and its line / row / cue.
     assert all(s["source"] and s["position"] for s in segs)
@@ -335,12 +348,12 @@ def test_idempotent_and_resume_of_a_finished_run(tmp_path, fast_load, tiny_artif
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):
         assert relabel(inp, SAMPLES, "--out", out, "--model", tiny_artifact, "--set", "relabel.chunk_calls=3") == 0
-    for name in ("segments.parquet", "calls.jsonl", "errors.jsonl"):
+    for name in ("segments.parquet", "calls.jsonl", "errors.jsonl", "contacts.jsonl"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     parts = sorted(p.name for p in (a / "parts").iterdir())
     assert relabel(inp, SAMPLES, "--out", a, "--model", tiny_artifact, "--resume") == 0
     assert sorted(p.name for p in (a / "parts").iterdir()) == parts  # nothing rescored
-    for name in ("segments.parquet", "calls.jsonl", "errors.jsonl"):
+    for name in ("segments.parquet", "calls.jsonl", "errors.jsonl", "contacts.jsonl"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     assert json.loads((a / "manifest.json").read_text())["counts"]["resumed_calls"] == 17
 
@@ -348,23 +361,23 @@ def test_idempotent_and_resume_of_a_finished_run(tmp_path, fast_load, tiny_artif
 def test_interrupt_keeps_committed_chunks_and_resume_finishes(tmp_path, fast_load, tiny_artifact, monkeypatch):
     import serve.batch.engines as relabel_mod
 
-    inp = write_jsonl(tmp_path / "calls.jsonl", make_calls(10))
+    inp = write_jsonl(tmp_path / "calls.jsonl", with_metadata(make_calls(10)))
     ref, out = tmp_path / "ref", tmp_path / "out"
     assert relabel(inp, "--out", ref, "--model", tiny_artifact, "--set", "relabel.chunk_calls=2") == 0
     real, seen = relabel_mod.score_chunk, []
 
-    def interrupted(clf, calls, batch_size=None):
+    def interrupted(clf, calls, *args):
         seen.append(1)
         if len(seen) == 3:
             raise KeyboardInterrupt  # Ctrl-C while scoring the third chunk
-        return real(clf, calls, batch_size)
+        return real(clf, calls, *args)
 
     monkeypatch.setattr(relabel_mod, "score_chunk", interrupted)
     assert relabel(inp, "--out", out, "--model", tiny_artifact, "--set", "relabel.chunk_calls=2") == 130
     assert not (out / "segments.parquet").exists() and len(list((out / "parts").glob("*.calls.jsonl"))) == 2
     monkeypatch.setattr(relabel_mod, "score_chunk", real)
     assert relabel(inp, "--out", out, "--model", tiny_artifact, "--set", "relabel.chunk_calls=2", "--resume") == 0
-    for name in ("segments.parquet", "calls.jsonl", "errors.jsonl"):
+    for name in ("segments.parquet", "calls.jsonl", "errors.jsonl", "contacts.jsonl"):
         assert (out / name).read_bytes() == (ref / name).read_bytes(), name
 
 
@@ -374,7 +387,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, fast_load, 
     Its input is a named pipe fed with the first calls only, so the kill lands at a known point
     (the process waits for more input) however fast or loaded the machine is.
     """
-    calls = make_calls(30)
+    calls = with_metadata(make_calls(30))
     inp, ref, out = tmp_path / "calls.jsonl", tmp_path / "ref", tmp_path / "out"
     opts = ["--model", str(tiny_artifact), "--set", "relabel.chunk_calls=2", "--backend", "torch"]  # as fast_load
     os.mkfifo(inp)
@@ -419,6 +432,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, fast_load, 
     assert [c["call_id"] for c in rows] == [c["call_id"] for c in ref_rows]
     assert len({(s["call_id"], s["segment"]) for s in segs}) == len(segs) == sum(len(c["segments"]) for c in calls)
     assert errors == ref_errors == []
+    assert (out / "contacts.jsonl").read_bytes() == (ref / "contacts.jsonl").read_bytes()
     counts = json.loads((out / "manifest.json").read_text())["counts"]
     assert counts["resumed_calls"] == 12 and counts["scored_calls"] == 18
     assert not [p for p in (out / "parts").iterdir() if p.name.startswith(".") or "000900" in p.name]

@@ -17,9 +17,10 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -28,6 +29,7 @@ from model.classifier import Classifier
 from model.config import ServeConfig, Settings
 from model.labels import ALL_LABELS, VIOLATIONS
 from model.preprocess import Segment
+from model.privacy import Masked, mask, mask_pii
 from serve.api.batcher import MicroBatcher
 from serve.api.docs import add_docs
 from serve.api.errors import ERRORS, ApiError, add_error_handlers, pick
@@ -43,6 +45,7 @@ from serve.api.schemas import (
     SegmentIn,
     Thresholds,
 )
+from serve.evidence import attach_evidence, evidence_jobs, variants_of
 from serve.review import pages as review_pages
 from serve.review import routes as review_routes
 from serve.review.context import ReviewContext
@@ -78,6 +81,7 @@ class Service:
     classifier: Classifier
     batcher: MicroBatcher
     config: ServeConfig
+    settings: Settings
 
     @property
     def model_info(self) -> dict[str, str]:
@@ -109,10 +113,23 @@ class Service:
                 "segments",
             )  # fmt: skip
 
-    async def score(self, segments: Sequence[SegmentIn], thresholds: Thresholds | None) -> list[dict[str, Any]]:
-        """Validate, queue for the model, and decide with this request's thresholds."""
+    def input_segments(self, segments: Sequence[SegmentIn]) -> tuple[list[Segment], list[Masked | None]]:
+        """The input boundary: texts masked (``privacy.mask_pii``) before anything scores or logs them."""
+        if not self.settings.privacy.mask_pii:
+            return [s.to_segment() for s in segments], [None] * len(segments)
+        masked = [mask(s.text) for s in segments]
+        segs = [replace(s.to_segment(), text=m.text) for s, m in zip(segments, masked, strict=True)]
+        return segs, masked
+
+    async def score(
+        self, segments: Sequence[SegmentIn], thresholds: Thresholds | None, explain: bool = False
+    ) -> tuple[list[dict[str, Any]], list[Segment]]:
+        """Validate, mask, queue for the model, decide with this request's thresholds, explain if asked.
+
+        Returns the results (ids masked like the text) and the segments as scored (masked).
+        """
         self.check_limits(segments)
-        segs = [s.to_segment() for s in segments]
+        segs, masked = self.input_segments(segments)
         # Text that normalises to nothing would fail the whole shared batch; find it first, in a
         # thread since normalising 200,000 characters is not free. The normalised text is kept on
         # each Segment, so the model does not normalise it again.
@@ -122,7 +139,21 @@ class Service:
             raise ApiError(422, "validation_error", f"segments[{i}].text: {reason}", f"segments[{i}].text")
         probs = await self.batcher.submit(segs)
         results = self.classifier.decide(probs, thresholds.as_dict() if thresholds else None)
-        return [{"id": s.id, **r} for s, r in zip(segments, results, strict=True)]
+        if explain:
+            await self.explain(segs, results, masked)
+        mask_on = self.settings.privacy.mask_pii
+        ids = [mask_pii(s.id) if (mask_on and s.id) else s.id for s in segments]
+        return [{"id": i, **r} for i, r in zip(ids, results, strict=True)], segs
+
+    async def explain(self, segs: list[Segment], results: list[dict[str, Any]], masked: list[Masked | None]) -> None:
+        """Evidence on flagged results: all occlusion variants go through the batcher as one job."""
+        cfg = self.settings.explain
+        jobs = await asyncio.to_thread(evidence_jobs, segs, results, cfg)
+        variants = variants_of(jobs)
+        probs = await self.batcher.submit(variants) if variants else np.zeros((0, len(VIOLATIONS)))
+        await asyncio.to_thread(attach_evidence, jobs, probs, results, cfg, masked)
+        for r in results:
+            r.setdefault("evidence", [])
 
 
 def _first_unusable_text(segments: Sequence[Segment]) -> tuple[int, str] | None:
@@ -187,26 +218,32 @@ async def score(body: ScoreRequest, request: Request) -> dict[str, Any]:
 
     ``speaker`` and ``listener`` matter: the same words can be a disclosure when said to a
     third party and compliant when said to the debtor. ``thresholds`` override the model's
-    per-label decision thresholds for this request only.
+    per-label decision thresholds for this request only. ``explain: true`` adds ``evidence``
+    (offsets into the text as sent) to flagged segments.
     """
     request.state.n_segments = len(body.segments)
     service = _service(request)
-    results = await service.score(body.segments, body.thresholds)
+    results, _ = await service.score(body.segments, body.thresholds, body.explain)
     return {"model": service.model_info, "results": results}
 
 
 @router.post("/v1/calls", response_model=CallResponse, tags=["scoring"], responses=ERRORS)
 async def calls(body: CallRequest, request: Request) -> dict[str, Any]:
-    """Score every segment of one call and summarise it.
+    """Score every segment of one call and summarise it, with the call-level checks.
 
     The summary (shared with batch relabeling) counts agent segments only: customer speech
-    is scored and shown but never makes a call non-compliant.
+    is scored and shown but never makes a call non-compliant. Optional metadata (``started_at``,
+    ``direction``, ``debtor_id``, ``callee``) feeds ``summary.flags``; a check whose metadata is
+    missing is ``null``. Flagged segments carry ``evidence`` unless ``explain`` is false.
     """
     request.state.n_segments = len(body.segments)
     service = _service(request)
-    results = await service.score(body.segments, body.thresholds)
-    [call] = split_by_call([{"call_id": body.call_id, "segments": body.segments}], results)
-    return {"model": service.model_info, "call_id": body.call_id, "results": results, "summary": call["summary"]}
+    explain = service.settings.explain.flagged if body.explain is None else body.explain
+    results, segs = await service.score(body.segments, body.thresholds, explain)
+    call = {"call_id": body.call_id, "segments": [s.as_dict() for s in segs], "metadata": body.metadata()}
+    [scored] = split_by_call([call], results, service.settings.calls)
+    call_id = mask_pii(body.call_id) if service.settings.privacy.mask_pii else body.call_id
+    return {"model": service.model_info, "call_id": call_id, "results": results, "summary": scored["summary"]}
 
 
 # -- the app -----------------------------------------------------------------------------------------
@@ -227,7 +264,7 @@ def _lifespan(settings: Settings, classifier: Classifier | None):
             cfg.request_timeout_s,
         )  # fmt: skip
         await batcher.start()
-        app.state.service = Service(clf, batcher, cfg)
+        app.state.service = Service(clf, batcher, cfg, settings)
         log.info("ready: %s %s", clf.name, clf.version)
         try:
             yield

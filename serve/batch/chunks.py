@@ -9,13 +9,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from model.config import Settings
 from model.labels import ALL_LABELS
+from model.privacy import mask_value
+from serve.calls.contacts import contact_record
 from serve.ingest.records import Call, ReadError
 from serve.scoring import score_calls
 
 SCORE_COLUMNS: tuple[str, ...] = tuple(f"score_{label}" for label in ALL_LABELS)
 SEGMENT_FIELDS: tuple[str, ...] = ("start", "end", "speaker", "listener", "text", "speaker_tag")
 ChunkResult = dict[str, list[dict[str, Any]]]  # {"segments": rows, "calls": rows, "errors": records}
+
+
+def EVIDENCE_TYPE():
+    """One evidence span: the label it supports, offsets into ``text``, the words and the score drop."""
+    import pyarrow as pa
+
+    return pa.struct(
+        [("label", pa.string()), ("start", pa.int32()), ("end", pa.int32()), ("text", pa.string()),
+         ("weight", pa.float64())]
+    )  # fmt: skip
 
 
 def segments_schema():
@@ -37,20 +50,27 @@ def segments_schema():
             *[(c, pa.float64()) for c in SCORE_COLUMNS],
             ("labels", pa.list_(pa.string())),
             ("label", pa.string()),
+            ("evidence", pa.list_(EVIDENCE_TYPE())),
             ("model_version", pa.string()),
             ("preprocess_version", pa.string()),
         ]
     )
 
 
-def score_chunk(clf: Any, calls: list[Call], batch_size: int | None = None) -> ChunkResult:
+def score_chunk(
+    clf: Any, calls: list[Call], batch_size: int | None = None, settings: Settings | None = None
+) -> ChunkResult:
     """Score a chunk of calls in one batch; return segment rows, call rows and error records.
 
     If the chunk as a whole fails, calls are retried one by one so a single pathological call
-    becomes an error record instead of taking its neighbours down with it.
+    becomes an error record instead of taking its neighbours down with it. Segment text is
+    masked by :func:`serve.scoring.score_calls`; call metadata is masked here, after the
+    contact record (which needs the ids, and keeps only masked or hashed ones) is taken.
     """
+    settings = settings or Settings()
+    mask_on = settings.privacy.mask_pii
     try:
-        scored = score_calls(clf, calls, batch_size=batch_size)
+        scored = score_calls(clf, calls, batch_size=batch_size, settings=settings)
     except Exception as e:
         if len(calls) == 1:
             call = calls[0]
@@ -58,7 +78,7 @@ def score_chunk(clf: Any, calls: list[Call], batch_size: int | None = None) -> C
             return {"segments": [], "calls": [], "errors": [err.as_dict()]}
         out: ChunkResult = {"segments": [], "calls": [], "errors": []}
         for call in calls:
-            one = score_chunk(clf, [call], batch_size)
+            one = score_chunk(clf, [call], batch_size, settings)
             for key in out:
                 out[key].extend(one[key])
         return out
@@ -76,6 +96,7 @@ def score_chunk(clf: Any, calls: list[Call], batch_size: int | None = None) -> C
                     **{col: r["scores"][label] for col, label in zip(SCORE_COLUMNS, ALL_LABELS, strict=True)},
                     "labels": list(r["labels"]),
                     "label": r["label"],
+                    "evidence": r.get("evidence"),
                     **versions,
                 }
             )
@@ -83,7 +104,8 @@ def score_chunk(clf: Any, calls: list[Call], batch_size: int | None = None) -> C
             {
                 "call_id": call["call_id"],
                 **done["summary"],
-                "metadata": call["metadata"],
+                "metadata": mask_value(call["metadata"]) if mask_on else call["metadata"],
+                "contact": contact_record(call["call_id"], call["metadata"], settings.calls, mask_on),
                 "roles": call.get("roles"),
                 "source": call["source"],
                 "position": call.get("position"),

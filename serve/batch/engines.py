@@ -17,9 +17,11 @@ from serve.ingest.records import Call
 OnDone = Callable[[int, list[Call], ChunkResult], None]
 
 
-def run_local(chunks: Iterator[tuple[int, list[Call]]], clf: Any, batch_size: int, on_done: OnDone) -> None:
+def run_local(
+    chunks: Iterator[tuple[int, list[Call]]], clf: Any, batch_size: int, on_done: OnDone, settings: Any = None
+) -> None:
     for chunk, calls in chunks:
-        on_done(chunk, calls, score_chunk(clf, calls, batch_size))
+        on_done(chunk, calls, score_chunk(clf, calls, batch_size, settings))
 
 
 _WORKER_CLF: Any = None
@@ -54,21 +56,25 @@ def _init_worker(model: str, config: dict[str, Any]) -> None:
     _WORKER_CLF = Classifier.load(model, config=InferenceConfig.model_validate(config))
 
 
-def _score_in_worker(calls: list[Call], batch_size: int) -> ChunkResult:
-    return score_chunk(_WORKER_CLF, calls, batch_size)
+def _score_in_worker(calls: list[Call], batch_size: int, settings: Any) -> ChunkResult:
+    return score_chunk(_WORKER_CLF, calls, batch_size, settings)
 
 
 def run_pool(
-    chunks: Iterator[tuple[int, list[Call]]], model: Path, workers: int, batch_size: int, on_done: OnDone,
-    inference: InferenceConfig | None = None,
-) -> None:  # fmt: skip
+    chunks: Iterator[tuple[int, list[Call]]],
+    model: Path,
+    workers: int,
+    batch_size: int,
+    on_done: OnDone,
+    settings: Any = None,
+) -> None:
     """``--workers N`` with the local engine: N spawned processes, at most 2N chunks in flight."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from model.config import physical_cores
 
-    inference = inference or InferenceConfig()
+    inference = settings.inference if settings is not None else InferenceConfig()
     prepare_backend(model, inference)
     args = (str(model), worker_config(inference, max(1, physical_cores() // workers)))
     with ProcessPoolExecutor(
@@ -77,7 +83,7 @@ def run_pool(
         inflight: dict[Any, tuple[int, list[Call]]] = {}
         try:
             for chunk, calls in chunks:
-                inflight[ex.submit(_score_in_worker, calls, batch_size)] = (chunk, calls)
+                inflight[ex.submit(_score_in_worker, calls, batch_size, settings)] = (chunk, calls)
                 while len(inflight) >= 2 * workers:
                     finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
                     for fut in finished:

@@ -37,16 +37,19 @@ from serve.ingest.records import Call
 class ChunkScorer:
     """Ray Data class-based UDF: the classifier is loaded once per actor, not per batch."""
 
-    def __init__(self, model: str, batch_size: int, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, model: str, batch_size: int, config: dict[str, Any] | None = None, settings: dict | None = None
+    ) -> None:
         from model.classifier import Classifier
-        from model.config import InferenceConfig
+        from model.config import InferenceConfig, Settings
 
         self.clf = Classifier.load(model, config=InferenceConfig.model_validate(config or {"threads": 1}))
+        self.settings = Settings.model_validate(settings) if settings is not None else None
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = [
-            json.dumps(score_chunk(self.clf, json.loads(payload), self.batch_size), ensure_ascii=False)
+            json.dumps(score_chunk(self.clf, json.loads(payload), self.batch_size, self.settings), ensure_ascii=False)
             for payload in batch["calls"]
         ]
         return {"chunk": np.asarray(batch["chunk"], dtype=np.int64), "result": np.asarray(results, dtype=object)}
@@ -86,7 +89,7 @@ def connect(address: str | None, workers: int) -> bool:
 
 def run_ray(
     chunks: Iterator[tuple[int, list[Call]]], model: Path, workers: int, batch_size: int, on_done: Any,
-    inference: InferenceConfig | None = None, address: str | None = None,
+    settings: Any = None, address: str | None = None,
 ) -> None:  # fmt: skip
     """Score every chunk on Ray Data and hand each result to ``on_done(chunk, calls, result)``."""
     import ray
@@ -95,7 +98,7 @@ def run_ray(
     pending = {chunk: calls for chunk, calls in chunks}
     if not pending:
         return
-    inference = inference or InferenceConfig()
+    inference = settings.inference if settings is not None else InferenceConfig()
     prepare_backend(model, inference)  # the export is made once here, not by every actor
     started = connect(address, workers)
     try:
@@ -109,6 +112,7 @@ def run_ray(
                 "model": str(Path(model).resolve()),
                 "batch_size": batch_size,
                 "config": worker_config(inference, threads=1),
+                "settings": settings.model_dump(mode="json") if settings is not None else None,
             },
             batch_size=1,
             batch_format="numpy",

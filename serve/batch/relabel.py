@@ -4,7 +4,7 @@ Flow, as named steps of :func:`run`: :func:`plan` (settings, inputs, model, outp
 :class:`ChunkReader` (readers → chunks of ``relabel.chunk_calls`` calls) → :func:`score_chunks`
 (an engine runs :func:`serve.batch.chunks.score_chunk` on each; :class:`Progress` commits every
 result as a part under ``OUT/parts/``) → :func:`finalise` (the final files assembled from all
-parts, errors and the run manifest).
+parts, ``contacts.jsonl`` across calls, errors and the run manifest).
 
 Why parts: a relabeling run over a large archive takes hours and gets killed. Each part is
 written to a temporary name and renamed (atomic), the calls part last, so a chunk is either
@@ -29,13 +29,32 @@ from model.artifact import Manifest, read_manifest
 from model.config import SHIPPED_MODEL_DIR, RelabelConfig, Settings
 from model.files import atomic_write, sha256_file
 from model.preprocess import PREPROCESS_VERSION
+from model.privacy import mask_value
 from serve.batch import engines
 from serve.batch.chunks import ChunkResult
-from serve.batch.parts import PARTS, PartStore, write_jsonl
+from serve.batch.parts import CALLS_FILE, PARTS, PartStore, write_jsonl
+from serve.calls.contacts import contact_rows
 from serve.ingest import Call, FileRecord, IngestOptions, ReadError, ingest, parse_role_flags
 from serve.ingest.files import list_files
 
-MANIFEST_FILE, ERRORS_FILE = "manifest.json", "errors.jsonl"
+MANIFEST_FILE, ERRORS_FILE, CONTACTS_FILE = "manifest.json", "errors.jsonl", "contacts.jsonl"
+
+
+def read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file this run wrote."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def metadata_errors(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One error record per bad metadata value; the call itself was scored without that check."""
+    return [
+        ReadError(
+            c["source"], c.get("position"),
+            f"call {c['call_id']}: {prob['field']}: {prob['reason']} (scored; checks that need it are null)",
+        ).as_dict()
+        for c in calls
+        for prob in c.get("metadata_problems", [])
+    ]  # fmt: skip
 
 
 @dataclass
@@ -227,11 +246,11 @@ def score_chunks(p: Plan, chunks: ChunkReader, progress: Progress, clf: Any) -> 
         from serve.batch.ray_engine import run_ray
 
         address = p.config.ray_address
-        run_ray(iter(chunks), p.model_dir, p.workers, p.batch_size, progress, p.settings.inference, address)
+        run_ray(iter(chunks), p.model_dir, p.workers, p.batch_size, progress, p.settings, address)
     elif p.workers > 1:
-        engines.run_pool(iter(chunks), p.model_dir, p.workers, p.batch_size, progress, p.settings.inference)
+        engines.run_pool(iter(chunks), p.model_dir, p.workers, p.batch_size, progress, p.settings)
     else:
-        engines.run_local(iter(chunks), clf, p.batch_size, progress)
+        engines.run_local(iter(chunks), clf, p.batch_size, progress, p.settings)
 
 
 def finalise(
@@ -240,7 +259,13 @@ def finalise(
     """Assemble the final files from every committed part, write errors and the run manifest."""
     t_assemble = time.perf_counter()
     n_calls, n_segments = store.assemble(p.out, chunks.order)
-    errors = progress.errors  # read errors and scoring errors, in the order they were met
+    calls = read_jsonl_rows(p.out / CALLS_FILE)
+    atomic_write(p.out / CONTACTS_FILE, write_jsonl(contact_rows((c["contact"] for c in calls), p.settings.calls)))
+    # Read and scoring errors in the order they were met, then bad metadata in call order (rebuilt
+    # from the committed calls, so a resumed run reports what an uninterrupted one does).
+    errors = progress.errors + metadata_errors(calls)
+    if p.settings.privacy.mask_pii:
+        errors = [mask_value(e) for e in errors]
     atomic_write(p.out / ERRORS_FILE, write_jsonl(errors))
     finished = time.perf_counter()
     score_s = t_assemble - progress.started
@@ -259,6 +284,9 @@ def finalise(
         },
         "preprocess_version": PREPROCESS_VERSION,
         "thresholds": dict(p.model.thresholds),
+        "privacy": p.settings.privacy.model_dump(mode="json"),
+        "calls": p.settings.calls.model_dump(mode="json"),
+        "explain": p.settings.explain.model_dump(mode="json"),
         "engine": p.engine,
         "backend": p.settings.inference.backend,
         "workers": p.workers,

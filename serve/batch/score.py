@@ -47,8 +47,15 @@ def format_call(call: dict[str, Any]) -> str:
         top = max(VIOLATIONS, key=lambda label: res["scores"][label])
         text = seg["text"] if len(seg["text"]) <= 60 else seg["text"][:59] + "…"
         lines.append(f"{mark} {start} {seg['speaker']:<8} [{tags}] ({top} {res['scores'][top]:.2f}) {text}")
+        for ev in res.get("evidence") or []:
+            lines.append(
+                f"{'':12}evidence {ev['label']} [{ev['start']}:{ev['end']}] {ev['text']!r} (−{ev['weight']:.2f})"
+            )
     counts = ", ".join(f"{k}={v}" for k, v in call["summary"]["violations"].items())
     lines.append(f"   agent violations: {counts}")
+    for name, f in call["summary"]["flags"].items():
+        shown = {True: "RAISED", False: "no", None: "unknown"}[f["raised"]]
+        lines.append(f"   {name}: {shown} — {f['reason']}")
     return "\n".join(lines)
 
 
@@ -73,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         segs = [{"text": t, "speaker": args.speaker, "listener": args.listener, "start": None} for t in args.text]
         calls.append({"call_id": "--text", "segments": segs})
     clf = Classifier.load(args.model, config=settings.inference)
-    scored = score_calls(clf, calls, parse_thresholds(args.threshold))
+    scored = score_calls(clf, calls, parse_thresholds(args.threshold), settings=settings)
     for call, done in zip(calls, scored, strict=True):
         if "roles" in call:
             done["roles"] = call["roles"]
