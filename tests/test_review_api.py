@@ -194,3 +194,32 @@ def test_feedback_export_and_data_build_take_the_reviews(client: httpx.Client, d
     assert {r["id"] for r in reviewed} <= {r["id"] for r in rows}
     stats = json.loads((processed / "stats.json").read_text(encoding="utf-8"))
     assert stats["feedback"]["rows"] == len(rows)
+
+
+def test_personal_numbers_never_reach_the_store_or_the_export(client: httpx.Client, db_url: str, tmp_path: Path):
+    phone, card = "138 1234 5678", "6222 0212 3456 7890 123"
+    r = client.post(
+        "/v1/reviews",
+        json=body(call_id="call-pii", text=f"他欠款两万，联系电话{phone}，卡号{card}", note=f"客户说打{phone}"),
+    )
+    assert r.status_code == 201, r.text
+    stored = r.json()
+    assert phone not in stored["text"] and card not in stored["text"] and "[PHONE]" in stored["text"]
+    assert phone not in stored["note"] and "两万" in stored["text"]  # amounts are left alone
+    out = tmp_path / "feedback.jsonl"
+    done = _cli("feedback", "export", "--out", str(out), "--set", f"review.database_url={db_url}")
+    assert done.returncode == 0, done.stderr
+    text = out.read_text(encoding="utf-8")
+    assert "call-pii" in text and phone not in text and card not in text and "13812345678" not in text
+
+
+def test_export_masks_reviews_stored_before_masking_existed():
+    from serve.review.export import feedback_rows
+
+    old = {"id": 1, "call_id": "c", "segment": 0, "text": "打13812345678找他", "labels": [], "model_labels": [],
+           "verdict": "confirm", "speaker": "agent", "listener": "debtor", "reviewer": "r", "note": None,
+           "created_at": "2026-12-01T00:00:00+00:00"}  # fmt: skip
+    rows, _ = feedback_rows([old])
+    assert rows and "13812345678" not in rows[0]["text"]
+    kept, _ = feedback_rows([old], mask=False)
+    assert "13812345678" in kept[0]["text"]

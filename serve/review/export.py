@@ -19,14 +19,18 @@ from typing import Any
 
 from model.config import Settings
 from model.files import atomic_write
+from model.privacy import mask_pii
 from serve.review.store import ReviewStore
 from serve.review.verdicts import reviewed_labels
 
 SOURCE = "review"
 
 
-def feedback_rows(reviews: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Training rows from reviews (newest per segment), and why any review was left out."""
+def feedback_rows(reviews: Iterable[Mapping[str, Any]], mask: bool = True) -> tuple[list[dict[str, Any]], list[str]]:
+    """Training rows from reviews (newest per segment), and why any review was left out.
+
+    With ``mask`` (``privacy.mask_pii``, on by default) personal numbers in text and notes become
+    ``[PHONE]``/``[ID]``/``[CARD]``/``[EMAIL]``, also for reviews stored before masking existed."""
     newest: dict[tuple[str, int], Mapping[str, Any]] = {}
     for r in sorted(reviews, key=lambda r: r["id"]):
         newest[(r["call_id"], r["segment"])] = r
@@ -39,6 +43,8 @@ def feedback_rows(reviews: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, 
             continue
         rid = f"review-{r['id']}"
         note = f"; note: {r['note']}" if r.get("note") else ""
+        if mask:
+            r = {**r, "text": mask_pii(r["text"]), "note": mask_pii(r["note"]) if r.get("note") else r.get("note")}
         rows.append({
             "id": rid, "text": r["text"], "labels": labels, "speaker": r["speaker"], "listener": r["listener"],
             "source": SOURCE, "group": rid,
@@ -60,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_args(args)
     store = ReviewStore.open(settings.review.resolved_url())
     try:
-        rows, skipped = feedback_rows(store.reviews())
+        rows, skipped = feedback_rows(store.reviews(), mask=settings.privacy.mask_pii)
     finally:
         store.close()
     write_rows(args.out, rows)

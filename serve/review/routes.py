@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from model.privacy import mask_value
 from serve.api.errors import ApiError, pick
 from serve.review.agreement import agreement
 from serve.review.context import ReviewContext
@@ -29,7 +30,10 @@ def store_review(ctx: ReviewContext, body: ReviewIn) -> dict[str, Any]:
     limit = ctx.settings.serve.max_chars_per_segment
     if len(body.text) > limit:
         raise ApiError(413, "too_large", f"text: {len(body.text)} characters exceed the limit of {limit}", "text")
-    return ctx.store.add_review(**body.model_dump())
+    fields = body.model_dump()
+    if ctx.settings.privacy.mask_pii:  # the store keeps no personal number (privacy.mask_pii)
+        fields = {k: mask_value(v) if k in ("text", "note", "call_id") else v for k, v in fields.items()}
+    return ctx.store.add_review(**fields)
 
 
 @router.post("/v1/reviews", status_code=201, response_model=ReviewOut, responses=pick(400, 401, 413, 415, 422))
