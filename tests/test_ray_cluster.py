@@ -106,7 +106,7 @@ def cluster(tmp_path_factory) -> Iterator[dict[str, object]]:
 def test_relabel_on_an_existing_cluster_matches_the_local_engine(cluster, tiny_artifact, tmp_path, monkeypatch):
     monkeypatch.setenv("COLLECTGUARD_CACHE", str(cluster["cache"]))
     inp = write_jsonl(tmp_path / "calls.jsonl", make_calls(12))
-    opts = ["--model", str(tiny_artifact), "--set", "relabel.chunk_calls=3"]  # default backend: int8 ONNX
+    opts = ["--model", str(tiny_artifact), "--set", "relabel.chunk_calls=3", "--backend", "auto"]  # actors on int8 ONNX
     local, on_cluster = tmp_path / "local", tmp_path / "cluster"
     assert relabel(inp, SAMPLES, "--out", local, *opts) == 0
     # The command as a user runs it, in its own process: Ray reads its token settings at import.

@@ -129,18 +129,19 @@ def test_a_request_past_its_deadline_gets_504_and_its_work_is_dropped(tiny_class
         assert {"503", "504"} <= set(spec["paths"]["/v1/score"]["post"]["responses"])
 
 
-def test_the_default_backend_is_served(tiny_artifact, tmp_path, monkeypatch):
-    """The server loads the model as users get it (int8 ONNX) and serves what it scores directly."""
+def test_the_configured_backend_is_served(tiny_artifact, tmp_path, monkeypatch):
+    """The server loads the model on the configured backend (here int8 ONNX) and serves what it scores directly."""
     from model.classifier import Classifier
 
     monkeypatch.setenv("COLLECTGUARD_CACHE", str(tmp_path / "cache"))
     settings = Settings()
     settings.serve.model_dir = tiny_artifact
+    settings.inference.backend = "auto"
     segments = [{"text": LONG * k} for k in range(1, 6)]
     with ServerThread(create_app(settings)) as srv:
         assert srv.app.state.service.classifier.backend == "onnx-int8"
         got = httpx.post(f"{srv.url}/v1/score", json={"segments": segments}, timeout=60).json()["results"]
-    direct = Classifier.load(tiny_artifact).score(segments)
+    direct = Classifier.load(tiny_artifact, config=settings.inference).score(segments)
     for a, b in zip(got, direct, strict=True):
         assert a["scores"]["threat"] == pytest.approx(b["scores"]["threat"], abs=0.01)
 

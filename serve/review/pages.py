@@ -263,14 +263,17 @@ async def _score(request: Request, intake: Intake) -> list[dict[str, Any]]:
         try:
             segments = [CallSegmentIn(**{k: s.get(k) for k in ("text", "speaker", "listener", "start", "end")})
                         for s in call["segments"]]  # fmt: skip
-            results = await service.score(segments, None)
+            results, scored_segs = await service.score(segments, None, service.settings.explain.flagged)
         except ApiError as e:
             intake.error(where, f"call {call['call_id']}: {e.message}")
             continue
         except ValidationError as e:
             intake.error(where, f"call {call['call_id']}: {e.errors()[0]['msg']}")
             continue
-        [scored] = split_by_call([{"call_id": call["call_id"], "segments": call["segments"]}], results)
+        # the segments as scored (masked), with the reader's extra fields (tags, positions) kept
+        segs = [{**s, **done.as_dict()} for s, done in zip(call["segments"], scored_segs, strict=True)]
+        one = {"call_id": call["call_id"], "segments": segs, "metadata": call.get("metadata")}
+        [scored] = split_by_call([one], results, service.settings.calls)
         reports.append(report_from_scored(scored, call.get("metadata")))
     return reports
 
