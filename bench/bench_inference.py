@@ -10,8 +10,9 @@ All configurations run in one process on one machine over the same fine-tuned ne
     is, if anything, flattered), ``truncation=True`` at the artifact's max_length, at every batch
     size in ``--pipeline-batches``; the ratio is taken against its **best** one;
 (b) the default path: ``Classifier.load(model).score(segments)`` with no configuration — the
-    backend users get (ONNX Runtime int8 when its export is current; made, untimed, first);
-(c) with ``--torch``: the same Classifier on PyTorch.
+    backend users get (PyTorch, length-bucketed);
+(c) with ``--int8``: the same Classifier on ONNX Runtime int8 (``--backend auto``; its export is
+    made, untimed, first).
 
 Every run measures every configuration once over all ``--n`` segments (one call, what relabeling
 does), so each run yields its own ratio; ``--runs`` runs give the spread. Segments are drawn from
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=512, help="segments per run")
     ap.add_argument("--runs", type=int, default=3, help="whole comparisons; each gives a ratio")
     ap.add_argument("--pipeline-batches", default="1,8,16,32", help="pipeline batch sizes tried (best one counts)")
-    ap.add_argument("--torch", action="store_true", help="also time the Classifier on PyTorch")
+    ap.add_argument("--int8", action="store_true", help="also time the Classifier on ONNX Runtime int8")
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: physical cores)")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -135,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         for b in (int(x) for x in args.pipeline_batches.split(","))
     }
     configs[f"b) default Classifier ({default.backend})"] = lambda: default.score(segs)
-    if args.torch:
-        configs["c) Classifier torch"] = lambda: torch_clf.score(segs)
+    if args.int8:
+        int8 = Classifier.load(model_dir, config=InferenceConfig(backend="auto", threads=args.threads))
+        int8.score(segs[:32])
+        configs[f"c) Classifier ({int8.backend})"] = lambda: int8.score(segs)
     pipe(pairs[:8], batch_size=8, truncation=True)  # warm-up: first-call allocations, thread pools
     default.score(segs[:32])
     torch_clf.score(segs[:32])
