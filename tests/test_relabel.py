@@ -474,3 +474,18 @@ def test_samples_are_valid_inputs():
     listeners = {s["listener"] for c in items for s in c["segments"]}
     assert "third_party" in listeners and {"agent", "customer"} == {s["speaker"] for c in items for s in c["segments"]}
     assert os.path.getsize(SAMPLES / "calls.jsonl") < 20_000
+
+
+def test_process_pool_matches_local(tmp_path, tiny_artifact):
+    """``--workers 2``: spawned workers get the driver's settings (backend, masking, checks) and
+    write what one process writes."""
+    inp = write_jsonl(tmp_path / "calls.jsonl", make_calls(8))
+    opts = ["--model", str(tiny_artifact), "--set", "relabel.chunk_calls=3", "--backend", "torch"]
+    local, pool = tmp_path / "local", tmp_path / "pool"
+    assert relabel(inp, SAMPLES, "--out", local, *opts) == 0
+    assert relabel(inp, SAMPLES, "--out", pool, *opts, "--workers", "2") == 0
+    segs, calls, errors = read_out(pool)
+    ref_segs, ref_calls, ref_errors = read_out(local)
+    assert_same_rows(segs, ref_segs, atol=1e-5)
+    assert calls == ref_calls and errors == ref_errors
+    assert json.loads((pool / "manifest.json").read_text())["workers"] == 2

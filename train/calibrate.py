@@ -25,7 +25,7 @@ import numpy as np
 
 from model.config import Settings
 from model.labels import VIOLATIONS
-from train.dataset import load_split
+from train.dataset import is_written, load_split
 from train.evaluate import choose_thresholds, label_matrix, metrics
 from train.realeval import load_dev, ordinary_talk, predictions
 
@@ -89,7 +89,7 @@ def test_metrics(probs_of, thresholds: dict[str, float]) -> dict[str, Any]:
     """The test split (all rows, written rows) at ``thresholds``: the manifest's metrics must be the shipped ones."""
     rows = load_split("test")
     pred = predictions(probs_of(rows), thresholds)
-    written = np.array([r["source"] == "written" for r in rows])
+    written = np.array([is_written(r) for r in rows])
     y = label_matrix(rows)
     return {"all": metrics(y, pred), "written": metrics(y[written], pred[written])}
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from model.config import InferenceConfig
+from model.config import InferenceConfig, Settings
 from serve.batch.chunks import ChunkResult, score_chunk
 from serve.ingest.records import Call
 
@@ -24,16 +24,27 @@ def run_local(
         on_done(chunk, calls, score_chunk(clf, calls, batch_size, settings))
 
 
-_WORKER_CLF: Any = None
+_WORKER: tuple[Any, Settings] | None = None  # (classifier, settings) of a pool worker process
 
 
-def worker_config(inference: InferenceConfig, threads: int) -> dict[str, Any]:
-    """The driver's inference settings (backend, quantisation) for a worker with ``threads`` threads.
+def worker_settings(settings: Settings | None, threads: int) -> dict[str, Any]:
+    """The driver's settings for a worker with ``threads`` threads, as a plain dict.
 
-    Workers run what the driver was told to run, so every engine scores with the same backend;
-    a plain dict travels to spawned processes and Ray actors alike.
+    Workers run what the driver was told to run — the same backend, masking, call checks and
+    evidence — so every engine writes the same outputs; a dict travels to spawned processes and
+    Ray actors alike.
     """
-    return inference.model_copy(update={"threads": threads}).model_dump(mode="json")
+    settings = settings or Settings()
+    inference = settings.inference.model_copy(update={"threads": threads})
+    return settings.model_copy(update={"inference": inference}).model_dump(mode="json")
+
+
+def load_worker(model: str, settings: dict[str, Any]) -> tuple[Any, Settings]:
+    """A worker's classifier and settings, from :func:`worker_settings`' dict (loaded once per worker)."""
+    from model.classifier import Classifier
+
+    parsed = Settings.model_validate(settings)
+    return Classifier.load(model, config=parsed.inference), parsed
 
 
 def prepare_backend(model: Path, inference: InferenceConfig) -> None:
@@ -45,19 +56,18 @@ def prepare_backend(model: Path, inference: InferenceConfig) -> None:
         Classifier.load(model, config=inference)
 
 
-def _init_worker(model: str, config: dict[str, Any]) -> None:
+def _init_worker(model: str, settings: dict[str, Any]) -> None:
     """Process-pool initializer: each worker loads the model once."""
-    global _WORKER_CLF
+    global _WORKER
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent handles it
-    from model.classifier import Classifier
-
-    _WORKER_CLF = Classifier.load(model, config=InferenceConfig.model_validate(config))
+    _WORKER = load_worker(model, settings)
 
 
-def _score_in_worker(calls: list[Call], batch_size: int, settings: Any) -> ChunkResult:
-    return score_chunk(_WORKER_CLF, calls, batch_size, settings)
+def _score_in_worker(calls: list[Call], batch_size: int) -> ChunkResult:
+    clf, settings = _WORKER
+    return score_chunk(clf, calls, batch_size, settings)
 
 
 def run_pool(
@@ -66,7 +76,7 @@ def run_pool(
     workers: int,
     batch_size: int,
     on_done: OnDone,
-    settings: Any = None,
+    settings: Settings | None = None,
 ) -> None:
     """``--workers N`` with the local engine: N spawned processes, at most 2N chunks in flight."""
     import multiprocessing as mp
@@ -74,16 +84,16 @@ def run_pool(
 
     from model.config import physical_cores
 
-    inference = settings.inference if settings is not None else InferenceConfig()
-    prepare_backend(model, inference)
-    args = (str(model), worker_config(inference, max(1, physical_cores() // workers)))
+    settings = settings or Settings()
+    prepare_backend(model, settings.inference)
+    args = (str(model), worker_settings(settings, max(1, physical_cores() // workers)))
     with ProcessPoolExecutor(
         workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=args
     ) as ex:
         inflight: dict[Any, tuple[int, list[Call]]] = {}
         try:
             for chunk, calls in chunks:
-                inflight[ex.submit(_score_in_worker, calls, batch_size, settings)] = (chunk, calls)
+                inflight[ex.submit(_score_in_worker, calls, batch_size)] = (chunk, calls)
                 while len(inflight) >= 2 * workers:
                     finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
                     for fut in finished:

@@ -28,23 +28,17 @@ from typing import Any
 
 import numpy as np
 
-from model.config import InferenceConfig
+from model.config import Settings
 from serve.batch.chunks import score_chunk
-from serve.batch.engines import prepare_backend, worker_config
+from serve.batch.engines import load_worker, prepare_backend, worker_settings
 from serve.ingest.records import Call
 
 
 class ChunkScorer:
     """Ray Data class-based UDF: the classifier is loaded once per actor, not per batch."""
 
-    def __init__(
-        self, model: str, batch_size: int, config: dict[str, Any] | None = None, settings: dict | None = None
-    ) -> None:
-        from model.classifier import Classifier
-        from model.config import InferenceConfig, Settings
-
-        self.clf = Classifier.load(model, config=InferenceConfig.model_validate(config or {"threads": 1}))
-        self.settings = Settings.model_validate(settings) if settings is not None else None
+    def __init__(self, model: str, batch_size: int, settings: dict[str, Any]) -> None:
+        self.clf, self.settings = load_worker(model, settings)
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -98,8 +92,8 @@ def run_ray(
     pending = {chunk: calls for chunk, calls in chunks}
     if not pending:
         return
-    inference = settings.inference if settings is not None else InferenceConfig()
-    prepare_backend(model, inference)  # the export is made once here, not by every actor
+    settings = settings or Settings()
+    prepare_backend(model, settings.inference)  # the export is made once here, not by every actor
     started = connect(address, workers)
     try:
         ctx = ray.data.DataContext.get_current()
@@ -111,8 +105,7 @@ def run_ray(
             fn_constructor_kwargs={
                 "model": str(Path(model).resolve()),
                 "batch_size": batch_size,
-                "config": worker_config(inference, threads=1),
-                "settings": settings.model_dump(mode="json") if settings is not None else None,
+                "settings": worker_settings(settings, threads=1),
             },
             batch_size=1,
             batch_format="numpy",

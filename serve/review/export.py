@@ -20,6 +20,7 @@ from typing import Any
 from model.config import Settings
 from model.files import atomic_write
 from model.privacy import mask_pii
+from serve.batch.parts import write_jsonl
 from serve.review.store import ReviewStore
 from serve.review.verdicts import reviewed_labels
 
@@ -53,13 +54,8 @@ def feedback_rows(reviews: Iterable[Mapping[str, Any]], mask: bool = True) -> tu
     return rows, skipped
 
 
-def write_rows(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-    atomic_write(Path(path), write)
+def write_rows(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    atomic_write(Path(path), write_jsonl(rows))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,7 +18,10 @@ def utc_now() -> datetime:
 
 
 class Base(DeclarativeBase):
-    pass
+    def as_dict(self) -> dict[str, Any]:
+        """Every column by name; datetimes as ISO 8601 in UTC (what the API returns)."""
+        values = {c.key: getattr(self, c.key) for c in self.__table__.columns}
+        return {k: _iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
 
 
 class Review(Base):
@@ -39,22 +42,6 @@ class Review(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "call_id": self.call_id,
-            "segment": self.segment,
-            "text": self.text,
-            "speaker": self.speaker,
-            "listener": self.listener,
-            "verdict": self.verdict,
-            "labels": self.labels,
-            "model_labels": self.model_labels,
-            "reviewer": self.reviewer,
-            "note": self.note,
-            "created_at": _iso(self.created_at),
-        }
-
 
 class CallVerdict(Base):
     """A reviewer's overall verdict on a call: the most severe label they found (or compliant)."""
@@ -68,17 +55,6 @@ class CallVerdict(Base):
     reviewer: Mapped[str] = mapped_column(String(100))
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "call_id": self.call_id,
-            "verdict": self.verdict,
-            "model_verdict": self.model_verdict,
-            "reviewer": self.reviewer,
-            "note": self.note,
-            "created_at": _iso(self.created_at),
-        }
 
 
 class StoredCall(Base):
