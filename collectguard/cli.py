@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     t.set_defaults(run="train.finetune:run")
 
+    di = sub.add_parser("distill", help="train a smaller student on the teacher's scores over a large pool")
+    _common(di)
+    di.set_defaults(run="train.distill:run")
+
     e = sub.add_parser("evaluate", help="metrics of a model on a labelled JSONL file")
     e.add_argument("--data", type=Path, required=True)
     e.add_argument("--model", type=Path, default=None)
@@ -184,11 +188,11 @@ def run_preprocess(args: argparse.Namespace) -> int:
     """Print exactly what the model is fed: the Classifier's windows and encoding, token by token."""
     from model.architecture import load_tokenizer
     from model.base import build_base
-    from model.config import SHIPPED_MODEL_DIR
+    from model.config import model_path
     from model.preprocess import PREPROCESS_VERSION, Segment, encode_windows, make_windows
 
     settings = Settings.from_args(args)
-    model_dir = args.model or SHIPPED_MODEL_DIR
+    model_dir = model_path(args.model)
     tok_dir = model_dir if (model_dir / "tokenizer.json").exists() else build_base()
     tokenizer = load_tokenizer(tok_dir)
     seg = Segment(args.text, args.speaker, args.listener)

@@ -84,7 +84,8 @@ def build_model(base: str, method: str, train_cfg: dict[str, Any] | None = None,
 
     ``method``: ``lora`` (peft adapters on the top ``top_layers`` layers, all if None, + head),
     ``top`` (the top ``top_layers`` layers + head), ``head`` (head only) or ``full``. The head is
-    initialised from ``seed`` so runs are reproducible.
+    initialised from ``seed`` so runs are reproducible. ``layers`` (a list of layer ids) keeps
+    only those encoder layers: a student's shape (:func:`keep_encoder_layers`).
     """
     from transformers.utils import logging as hf_logging
 
@@ -109,6 +110,7 @@ def build_model(base: str, method: str, train_cfg: dict[str, Any] | None = None,
     prefix = model.base_model_prefix
     head = {n for n, _ in model.named_parameters() if not n.startswith((f"{prefix}.encoder.", f"{prefix}.embeddings."))}
     head_modules = sorted({n.removeprefix(f"{prefix}.").split(".")[0] for n in head})  # ["classifier"]
+    keep_encoder_layers(model, cfg.get("layers"))
     n_layers = model.config.num_hidden_layers
     top = cfg.get("top_layers") or n_layers
     if not 1 <= top <= n_layers:
@@ -135,6 +137,27 @@ def build_model(base: str, method: str, train_cfg: dict[str, Any] | None = None,
         else:
             raise ValueError(f"unknown training method {method!r}; expected lora, top, head or full")
     return model
+
+
+def keep_encoder_layers(model, layers: list[int] | None) -> None:
+    """Keep only the base encoder's ``layers`` (in order): the shape of a distilled student.
+
+    A student made of every other layer of its teacher starts from weights that already fit
+    together (DistilBERT's initialisation), so distillation only has to close the gap, not learn
+    the language. The list travels in the artifact's ``train`` settings, so loading rebuilds
+    the same shape.
+    """
+    if not layers:
+        return
+    encoder = model.base_model.encoder
+    n = len(encoder.layer)
+    if sorted(set(layers)) != list(layers) or not all(0 <= i < n for i in layers):
+        raise ValueError(f"layers={layers} must be increasing ids of the encoder's {n} layers")
+    encoder.layer = torch.nn.ModuleList(encoder.layer[i] for i in layers)
+    model.config.num_hidden_layers = len(layers)
+    for i, layer in enumerate(encoder.layer):  # attention caches and masks index layers by position
+        if hasattr(layer.attention.self, "layer_idx"):
+            layer.attention.self.layer_idx = i
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:

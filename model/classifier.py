@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from model.artifact import Manifest, load_artifact
-from model.config import SHIPPED_MODEL_DIR, InferenceConfig, physical_cores
+from model.config import InferenceConfig, model_path, physical_cores
 from model.labels import COMPLIANT, VIOLATIONS, most_severe
 from model.preprocess import (
     PREPROCESS_VERSION,
@@ -71,14 +71,14 @@ class Classifier:
         thresholds: Mapping[str, float] | None = None,
         config: InferenceConfig | None = None,
     ) -> Classifier:
-        """Load an artifact folder (``None`` = the shipped default model).
+        """Load an artifact folder, or a shipped model by name (``None`` = the shipped default model).
 
         The network runs on ``config.backend``: by default ONNX Runtime int8 (the export is found
         beside the artifact or in the cache, or made there on first use), PyTorch as the fallback.
         """
         config = config or InferenceConfig()
         torch.set_num_threads(config.threads or physical_cores())
-        path = Path(path) if path is not None else SHIPPED_MODEL_DIR
+        path = model_path(path)
         model, tokenizer, manifest = load_artifact(path)
         runner = make_runner(path, model, tokenizer, manifest, config)  # auto: ONNX int8, else PyTorch
         clf = cls(model, tokenizer, manifest, config, runner)

@@ -19,6 +19,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL_DIR = REPO_ROOT / "model" / "default"
 
 
+def model_path(name_or_path: str | Path | None) -> Path:
+    """A model folder from what a user typed: ``None`` = the shipped default; the name of a model
+    shipped in ``model/`` (``default``, ``student``, ``teacher``) unless a folder of that name is
+    right here; otherwise the path itself."""
+    if name_or_path is None:
+        return SHIPPED_MODEL_DIR
+    path = Path(name_or_path)
+    shipped = REPO_ROOT / "model" / str(name_or_path)
+    if not path.exists() and path.name == str(name_or_path) and (shipped / "collectguard.json").exists():
+        return shipped
+    return path
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -81,6 +94,7 @@ class TrainConfig(_Section):
     lora_alpha: int = 32
     lora_dropout: float = 0.1
     top_layers: int | None = Field(4, ge=1, description="top encoder layers that train (lora/top); None = all")
+    layers: list[int] | None = Field(None, description="keep only these encoder layers (a student); None = all")
     weights_dtype: Literal["float32", "float16"] = Field("float32", description="dtype of saved trained weights")
     cache_frozen: bool = Field(True, description="compute frozen bottom layers once, not every epoch")
     learning_rate: float = 4e-4
@@ -99,6 +113,26 @@ class TrainConfig(_Section):
     checkpoint_every: int = Field(100, ge=1, description="steps between resumable checkpoints")
     threads: int | None = Field(None, description="torch intra-op threads (None = physical cores)")
     out_dir: Path = REPO_ROOT / "runs" / "default"
+
+
+class DistillConfig(_Section):
+    """A smaller student learns the teacher's scores (``collectguard distill``)."""
+
+    teacher: Path | None = Field(None, description="teacher artifact (None = the shipped default model)")
+    layers: list[int] = Field([1, 3, 5, 7, 9, 11], description="teacher encoder layers the student keeps")
+    augment_copies: int = Field(4, ge=0, description="extra noisy variants of each written/template row in the pool")
+    alpha: float = Field(0.5, ge=0, le=1, description="labelled rows: weight of the teacher's score vs the label")
+    learning_rate: float = 1e-4
+    head_learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    epochs: float = 1.0
+    batch_size: int = 32
+    warmup_ratio: float = 0.06
+    max_steps: int | None = Field(None, description="stop after this many steps (smoke tests)")
+    max_pool_rows: int | None = Field(None, description="subsample the pool (smoke tests)")
+    seed: int = 13
+    threads: int | None = Field(None, description="torch intra-op threads (None = physical cores)")
+    out_dir: Path = REPO_ROOT / "runs" / "student"
 
 
 class InferenceConfig(_Section):
@@ -267,6 +301,7 @@ class Settings(_Section):
     base: BaseConfig = BaseConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+    distill: DistillConfig = DistillConfig()
     inference: InferenceConfig = InferenceConfig()
     serve: ServeConfig = ServeConfig()
     relabel: RelabelConfig = RelabelConfig()

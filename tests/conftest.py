@@ -4,6 +4,7 @@ the shipped model instead."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -40,9 +41,8 @@ def tiny_tokenizer_dir(tmp_path_factory) -> Path:
     return write_tokenizer(tmp_path_factory.mktemp("tok"), trim_tokenizer_json(tok, keep))
 
 
-def tiny_bert(out: Path, tokenizer_src: str | Path, seed: int = 0) -> Path:
+def tiny_bert(out: Path, tokenizer_src: str | Path, seed: int = 0, layers: int = 2) -> Path:
     """A tiny randomly initialised BERT with a real tokenizer: for mechanics tests only."""
-    import json
 
     import torch
     from transformers import BertConfig, BertModel
@@ -52,7 +52,7 @@ def tiny_bert(out: Path, tokenizer_src: str | Path, seed: int = 0) -> Path:
     tok = load_tokenizer(tokenizer_src)
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=64,
         max_position_embeddings=512, type_vocab_size=2, pad_token_id=tok.pad_token_id,
     )  # fmt: skip
     BertModel(config, add_pooling_layer=False).save_pretrained(out)
@@ -96,3 +96,25 @@ def tiny_classifier(tiny_artifact):
     from model.config import InferenceConfig
 
     return Classifier.load(tiny_artifact, config=InferenceConfig(backend="torch"))
+
+
+@pytest.fixture()
+def datasets(tmp_path):
+    """A tiny stand-in for ../shared/datasets: CPED and KdConv dialogues, COLD train and dev comments."""
+    for corpus in ("cped", "kdconv"):
+        (tmp_path / corpus).mkdir()
+        with open(tmp_path / corpus / "utterances.jsonl", "w", encoding="utf-8") as f:
+            for d in range(200):
+                for t in range(3):
+                    rec = {
+                        "text": f"{corpus}第{d}段第{t}句",
+                        "speaker_role": None,
+                        "dialogue_id": f"{d:03d}",
+                        "turn": t,
+                    }
+                    f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    (tmp_path / "cold").mkdir()
+    for split in ("train", "dev"):
+        lines = [",split,topic,label,TEXT"] + [f"{i},{split},race,{i % 2},评论{split}{i}" for i in range(100)]
+        (tmp_path / "cold" / f"{split}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+    return tmp_path

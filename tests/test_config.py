@@ -164,3 +164,15 @@ def test_settings_from_args_reads_config_and_overrides(tmp_path):
     s = Settings.from_args(args)
     assert (s.serve.port, s.train.epochs) == (9001, 2.0)
     assert Settings.from_args(argparse.Namespace()) == Settings()
+
+
+def test_model_path_takes_a_shipped_name_a_folder_or_nothing(tmp_path, monkeypatch):
+    from model.config import REPO_ROOT, SHIPPED_MODEL_DIR, model_path
+
+    assert model_path(None) == SHIPPED_MODEL_DIR
+    assert model_path("default") == REPO_ROOT / "model" / "default"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default").mkdir()  # a folder of that name here wins over the shipped name
+    assert model_path("default") == Path("default")
+    assert model_path("no-such-model") == Path("no-such-model")  # loading it then names the missing manifest
+    assert model_path(tmp_path / "x") == tmp_path / "x"

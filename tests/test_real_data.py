@@ -66,27 +66,6 @@ def test_behaviour_table_counts_exact_label_sets():
 
 
 # -- real negatives: fixed, disjoint slices ------------------------------------------------------
-@pytest.fixture()
-def datasets(tmp_path):
-    for corpus in ("cped", "kdconv"):
-        (tmp_path / corpus).mkdir()
-        with open(tmp_path / corpus / "utterances.jsonl", "w", encoding="utf-8") as f:
-            for d in range(200):
-                for t in range(3):
-                    rec = {
-                        "text": f"{corpus}第{d}段第{t}句",
-                        "speaker_role": None,
-                        "dialogue_id": f"{d:03d}",
-                        "turn": t,
-                    }
-                    f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    (tmp_path / "cold").mkdir()
-    for split in ("train", "dev"):
-        lines = [",split,topic,label,TEXT"] + [f"{i},{split},race,{i % 2},评论{split}{i}" for i in range(100)]
-        (tmp_path / "cold" / f"{split}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
-    return tmp_path
-
-
 def test_slices_are_disjoint_cover_everything_and_keep_dialogues_whole(datasets):
     got = {part: load_negatives(datasets, "cped", part, 0.2, 13) for part in SLICES}
     ids = [r["id"] for rows in got.values() for r in rows]

@@ -51,7 +51,7 @@ from train.evaluate import choose_thresholds, label_matrix, metrics
 CHECKPOINT = "checkpoint.pt"
 
 
-def _batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     """One epoch of batches: shuffled, then grouped by length within mega-batches (less padding)."""
     rng = random.Random(f"{seed}:{epoch}")
     order = list(range(len(lengths)))
@@ -73,7 +73,7 @@ def _pos_weight(y: np.ndarray, mode: str) -> torch.Tensor | None:
     return torch.tensor(np.sqrt((len(y) - pos) / pos), dtype=torch.float32)
 
 
-def _pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_tensors(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`model.preprocess.pad_batch` (the Classifier's padding) as torch tensors."""
     batch = pad_batch(ids, pad_id)
     return torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"])
@@ -87,7 +87,7 @@ def _cache_bottom(model, ids: list[list[int]], pad_id: int, n_bottom: int, batch
     with torch.inference_mode():
         for start in tqdm(range(0, len(order), batch), desc=f"cache {n_bottom} frozen layers", unit="batch"):
             idx = order[start : start + batch]
-            input_ids, mask = _pad([ids[i] for i in idx], pad_id)
+            input_ids, mask = pad_tensors([ids[i] for i in idx], pad_id)
             hidden = encode_bottom(model, input_ids, mask, n_bottom)
             for row, i in enumerate(idx):
                 out[i] = hidden[row, : len(ids[i])].clone()
@@ -126,7 +126,7 @@ def _linear_probe_init(model, ids, cached, n_bottom: int, pad_id: int, y: np.nda
     with torch.inference_mode():
         for start in tqdm(range(0, len(order), 64), desc="linear probe features", unit="batch"):
             idx = order[start : start + 64]
-            input_ids, mask = _pad([ids[i] for i in idx], pad_id)
+            input_ids, mask = pad_tensors([ids[i] for i in idx], pad_id)
             if cached is None:
                 h = run_layers(model, encode_bottom(model, input_ids, mask, 0), mask, 0)
             else:
@@ -143,7 +143,7 @@ def _linear_probe_init(model, ids, cached, n_bottom: int, pad_id: int, y: np.nda
             bias[j] = float(probe.intercept_[0])
 
 
-def _split_metrics(rows: list[dict[str, Any]], probs: np.ndarray, thresholds: dict[str, float]) -> dict[str, Any]:
+def split_metrics(rows: list[dict[str, Any]], probs: np.ndarray, thresholds: dict[str, float]) -> dict[str, Any]:
     """Metrics on all rows and on the individually written ones."""
     y, pred = label_matrix(rows), apply_thresholds(probs, thresholds)
     written = np.array([is_written(r) for r in rows])
@@ -223,7 +223,8 @@ def fit(settings: Settings, prep: Prepared, resume: bool = False) -> Fitted:
     lengths = [len(x) for x in ids]
     per_epoch = math.ceil(len(ids) / cfg.batch_size)
     total = cfg.max_steps or max(1, round(cfg.epochs * per_epoch))
-    schedule = [b for e in range(math.ceil(total / per_epoch)) for b in _batches(lengths, cfg.batch_size, cfg.seed, e)]
+    epochs = range(math.ceil(total / per_epoch))
+    schedule = [b for e in epochs for b in epoch_batches(lengths, cfg.batch_size, cfg.seed, e)]
 
     head_names = {"classifier", "pooler"}
     groups = [
@@ -256,7 +257,7 @@ def fit(settings: Settings, prep: Prepared, resume: bool = False) -> Fitted:
     seen, t_loop, ema, losses = 0, time.perf_counter(), None, []
     for step in bar:
         batch = schedule[step]
-        input_ids, mask = _pad([ids[i] for i in batch], pad_id)
+        input_ids, mask = pad_tensors([ids[i] for i in batch], pad_id)
         if prep.cached is None:
             logits = model(input_ids=input_ids, attention_mask=mask).logits
         else:  # frozen bottom layers were computed once; only the trained top runs here
@@ -303,8 +304,8 @@ def calibrate_and_save(settings: Settings, prep: Prepared, fitted: Fitted, prepa
     manifest.thresholds = choose_thresholds(label_matrix(prep.val_rows), p_val, cfg.precision_floor)
     artifact = write_model_files(out_dir / "artifact", prep.model, prep.tokenizer, manifest, prep.keep)
     manifest.metrics = {
-        "validation": _split_metrics(prep.val_rows, p_val, manifest.thresholds),
-        "test": _split_metrics(prep.test_rows, clf.predict_proba(prep.test_rows), manifest.thresholds)
+        "validation": split_metrics(prep.val_rows, p_val, manifest.thresholds),
+        "test": split_metrics(prep.test_rows, clf.predict_proba(prep.test_rows), manifest.thresholds)
         if cfg.eval_test
         else None,
         "train_rows": len(prep.train_rows),

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from model.classifier import Classifier
-from model.config import ServeConfig, Settings
+from model.config import ServeConfig, Settings, model_path
 from model.labels import ALL_LABELS, VIOLATIONS
 from model.preprocess import Segment
 from model.privacy import Masked, mask, mask_pii
@@ -352,7 +352,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "port", None) is not None:
         settings.serve.port = args.port
     if getattr(args, "model", None) is not None:
-        settings.serve.model_dir = args.model
+        settings.serve.model_dir = model_path(args.model)
     if getattr(args, "calls", None) is not None:
         settings.review.calls_dir = args.calls
     if settings.serve.model_dir is not None and not settings.serve.model_dir.is_dir():

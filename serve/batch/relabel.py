@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from model.artifact import Manifest, read_manifest
-from model.config import SHIPPED_MODEL_DIR, RelabelConfig, Settings
+from model.config import RelabelConfig, Settings, model_path
 from model.files import atomic_write, sha256_file
 from model.preprocess import PREPROCESS_VERSION
 from model.privacy import mask_value
@@ -94,7 +94,7 @@ def plan(args: argparse.Namespace) -> Plan:
         cfg.ray_address = args.ray_address
     out: Path = args.out
     files = list_files(args.inputs, exclude=[out])  # raises early for a mistyped input
-    model_dir = args.model or settings.serve.model_dir or SHIPPED_MODEL_DIR
+    model_dir = model_path(args.model or settings.serve.model_dir)
     model = read_manifest(model_dir)
     reading = IngestOptions.from_settings(settings, args.format, args.encoding, parse_role_flags(args.role))
     _check_out(out, args.resume)

@@ -1,0 +1,130 @@
+"""Distillation mechanics on tiny random BERTs: the student's shape, its start, its targets, the pool,
+and a short run through the real path whose artifact loads and reproduces the in-memory scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.architecture import build_model, keep_encoder_layers
+from model.classifier import Classifier
+from model.config import InferenceConfig, Settings
+from model.preprocess import normalize
+from tests.conftest import make_tiny_artifact, tiny_bert
+from train.dataset import load_split, write_jsonl
+from train.distill import Targets, distill, make_student, soft_targets, teacher_targets
+from train.pool import build_pool
+
+TORCH = InferenceConfig(backend="torch")
+DATA = Path(__file__).resolve().parent.parent / "data" / "processed"
+
+
+@pytest.fixture(scope="module")
+def base4(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    return tiny_bert(tmp_path_factory.mktemp("base4"), tiny_tokenizer_dir, seed=3, layers=4)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, base4) -> Path:
+    return make_tiny_artifact(tmp_path_factory.mktemp("teacher"), base4, seed=5)
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data")
+    for split, n in (("train", 48), ("validation", 40), ("test", 24)):
+        write_jsonl(out / f"{split}.jsonl", load_split(split, DATA)[:n])
+    return out
+
+
+def _layer_weights(model, i: int) -> torch.Tensor:
+    return model.base_model.encoder.layer[i].attention.self.query.weight
+
+
+def test_kept_layers_are_the_named_base_layers_in_order(base4):
+    full = build_model(str(base4), "head", {})
+    student = build_model(str(base4), "top", {"layers": [1, 3], "top_layers": 2})
+    assert student.config.num_hidden_layers == 2 and len(student.base_model.encoder.layer) == 2
+    torch.testing.assert_close(_layer_weights(student, 0), _layer_weights(full, 1))
+    torch.testing.assert_close(_layer_weights(student, 1), _layer_weights(full, 3))
+
+
+@pytest.mark.parametrize("layers", [[3, 1], [0, 4], [1, 1]])
+def test_bad_layer_lists_are_refused_with_the_list_named(base4, layers):
+    model = build_model(str(base4), "head", {})
+    with pytest.raises(ValueError, match=r"layers=\[.*must be increasing ids of the encoder's 4 layers"):
+        keep_encoder_layers(model, layers)
+
+
+def test_student_with_every_layer_is_the_teacher_and_trains_all_but_embeddings(teacher):
+    clf = Classifier.load(teacher, config=TORCH)
+    ids = torch.tensor([[0, 5, 9, 2]])
+    twin = make_student(clf.model, [0, 1, 2, 3])
+    torch.testing.assert_close(twin(input_ids=ids).logits, clf.model(input_ids=ids).logits)
+    half = make_student(clf.model, [1, 3])
+    trained = {n for n, p in half.named_parameters() if p.requires_grad}
+    assert trained and all(".encoder.layer." in n or n.startswith("classifier.") for n in trained)
+    assert not any(".embeddings." in n for n in trained)
+    assert len(clf.model.base_model.encoder.layer) == 4  # the teacher itself is untouched
+
+
+def test_soft_targets_mix_label_and_teacher_only_where_the_label_is_known():
+    t = Targets(ids=[[1], [2]], teacher=np.array([[0.2, 0.9, 0.0], [0.6, 0.1, 0.4]], np.float32),
+                labels=np.array([[1, 0, 0], [np.nan] * 3], np.float32), n_rows=2)  # fmt: skip
+    np.testing.assert_allclose(soft_targets(t, 0.25).numpy(), [[0.8, 0.225, 0.0], [0.6, 0.1, 0.4]], rtol=1e-6)
+
+
+def test_pool_holds_training_slices_only_and_never_a_dev_text(datasets, small_data):
+    settings = Settings.load(None, [f"data.out_dir={small_data}"])
+    rows = build_pool(datasets, settings, augment_copies=1)
+    ids = {r["id"] for r in rows}
+    assert not any(i.startswith("cold-dev:") for i in ids), "COLD dev is held out"
+    from train.negatives import load_negatives
+
+    held = {r["id"] for c in ("cped", "kdconv") for p in ("calibration", "test")
+            for r in load_negatives(datasets, c, p, settings.data.heldout_fraction, settings.data.seed)}  # fmt: skip
+    assert held and not ids & held
+    assert any(i.startswith("cold-train:") for i in ids) and any(i.startswith("cped:") for i in ids)
+    assert any(r["source"].endswith("+aug") for r in rows), "noisy variants of authored rows"
+    assert all(r["labels"] is None for r in rows if r["id"].startswith(("cped:", "kdconv:", "cold-")))
+    texts = [normalize(r["text"]) for r in rows]
+    assert len(texts) == len(set(texts))
+    dev = {normalize(json.loads(line)["text"]) for p in settings.data.real_dir.glob("dev_*.jsonl")
+           for line in p.read_text(encoding="utf-8").splitlines() if line}  # fmt: skip
+    assert not dev & set(texts)
+
+
+def test_teacher_scores_are_cached_by_content(teacher, tmp_path, monkeypatch):
+    clf = Classifier.load(teacher, config=TORCH)
+    rows = [{"text": t, "speaker": "agent", "listener": "debtor", "labels": None} for t in ("你好", "请尽快还款")]
+    first = teacher_targets(clf, rows, tmp_path)
+    np.testing.assert_allclose(first.teacher, clf.predict_proba(rows), atol=1e-6)  # one window per short row
+
+    def recompute(*args, **kwargs):
+        raise RuntimeError("teacher scores were recomputed")
+
+    monkeypatch.setattr(clf, "window_scores", recompute)
+    np.testing.assert_array_equal(teacher_targets(clf, rows, tmp_path).teacher, first.teacher)
+    with pytest.raises(RuntimeError, match="recomputed"):  # another pool is scored afresh
+        teacher_targets(clf, [*rows, {**rows[0], "text": "新的一句"}], tmp_path)
+
+
+def test_distilled_student_is_an_artifact_that_reproduces_its_scores(teacher, small_data, datasets, tmp_path):
+    settings = Settings.load(None, [
+        f"data.out_dir={small_data}", f"data.negatives_dir={datasets}", f"distill.teacher={teacher}",
+        "distill.layers=[1,3]", "distill.max_steps=3", "distill.batch_size=8", "distill.max_pool_rows=64",
+        "distill.augment_copies=1", f"distill.out_dir={tmp_path / 'run'}",
+    ])  # fmt: skip
+    artifact = distill(settings)
+    manifest = json.loads((artifact / "collectguard.json").read_text())
+    assert manifest["method"] == "top" and manifest["train"]["layers"] == [1, 3]
+    assert manifest["train"]["distilled_from"]["version"] == "0.0.0-test"
+    assert manifest["metrics"]["steps"] == 3 and manifest["metrics"]["pool_rows"] == 64
+    student = Classifier.load(artifact, config=TORCH)
+    assert student.model.config.num_hidden_layers == 2
+    in_memory = np.load(tmp_path / "run" / "validation_probs.npy")
+    np.testing.assert_allclose(student.predict_proba(load_split("validation", small_data)), in_memory, atol=1e-6)

@@ -1,0 +1,218 @@
+"""Distillation: ``collectguard distill --config train/configs/default.yaml``.
+
+A student with half the teacher's encoder layers (every other one, DistilBERT-style, taken from
+the teacher with its LoRA merged, so it starts close) learns to reproduce the teacher's scores on
+a large pool (:mod:`train.pool`): ordinary talk, crude comments, noisy variants and the labelled
+corpus. On labelled rows the target mixes the teacher's score with the label (``alpha``), so the
+student also learns where the teacher is wrong on the training data.
+
+Three steps, like :mod:`train.finetune`: :func:`teacher_targets` (the pool cut into windows and
+scored once by the teacher, cached by content hash so a rerun skips it), :func:`fit_student`
+and :func:`save_student` (per-label thresholds on validation data, test metrics, the artifact).
+The student is an ordinary artifact (method ``top`` on the kept ``layers``): ``Classifier.load``
+reads it like any other, and ``python -m train.calibrate`` picks its off-domain thresholds the
+same way as the teacher's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from model.architecture import keep_encoder_layers, trainable_state
+from model.artifact import KEPT_IDS, MANIFEST, Manifest, write_manifest, write_model_files
+from model.classifier import Classifier
+from model.config import SHIPPED_MODEL_DIR, Settings, physical_cores
+from model.labels import VIOLATIONS
+from model.preprocess import Segment, encode_windows, make_windows
+from train.dataset import hash_rows, load_split
+from train.evaluate import choose_thresholds, label_matrix
+from train.finetune import epoch_batches, pad_tensors, split_metrics
+from train.pool import build_pool
+
+TARGETS = "teacher_window_scores.npz"
+
+
+@dataclass
+class Targets:
+    """The pool as training windows: token ids, the teacher's scores, and labels where known."""
+
+    ids: list[list[int]]
+    teacher: np.ndarray  # (windows, labels) teacher sigmoid scores
+    labels: np.ndarray  # (windows, labels); rows without labels are NaN
+    n_rows: int
+
+
+def teacher_targets(teacher: Classifier, rows: list[dict[str, Any]], cache_dir: Path) -> Targets:
+    """Cut pool rows into windows exactly as inference does and score each window with the teacher."""
+    segs = [Segment(r["text"], r["speaker"], r["listener"]) for r in rows]
+    windows = make_windows(teacher.tokenizer, segs, teacher.manifest.max_length, teacher.manifest.stride)
+    ids = encode_windows(teacher.tokenizer, windows, teacher.manifest.max_length)
+    y_rows = np.array(
+        [[label in r["labels"] for label in VIOLATIONS] if r["labels"] is not None else [np.nan] * 3 for r in rows],
+        dtype=np.float32,
+    ).reshape(-1, len(VIOLATIONS))
+    key = hashlib.sha256(
+        (teacher.manifest.weights_sha256 + json.dumps(ids, separators=(",", ":"))).encode()
+    ).hexdigest()[:16]
+    cache = Path(cache_dir) / TARGETS
+    if cache.exists() and str(np.load(cache)["key"]) == key:
+        scores = np.load(cache)["scores"]
+    else:
+        scores = np.empty((len(windows), len(VIOLATIONS)), dtype=np.float32)
+        step = 4096  # chunks only for the progress bar; each chunk is length-bucketed inside
+        for start in tqdm(range(0, len(windows), step), desc="teacher scores", unit="chunk"):
+            scores[start : start + step] = teacher.window_scores(windows[start : start + step])
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, key=key, scores=scores)
+    return Targets(ids, scores, y_rows[[w.segment for w in windows]], len(rows))
+
+
+def make_student(teacher_model, layers: list[int]):
+    """The teacher's network (LoRA merged) keeping only ``layers``; encoder layers and head train.
+
+    Embeddings stay frozen: they are the base encoder's (LoRA never touched them), so the
+    artifact stores only the kept layers and the head, and loading rebuilds the rest.
+    """
+    student = copy.deepcopy(teacher_model)
+    keep_encoder_layers(student, layers)
+    for name, p in student.named_parameters():
+        p.requires_grad = ".encoder." in name or name.startswith("classifier.")
+    return student
+
+
+@dataclass
+class Fitted:
+    steps: int
+    seconds: float
+    losses: list[float]
+
+
+def soft_targets(targets: Targets, alpha: float) -> torch.Tensor:
+    """The teacher's scores; on labelled windows ``alpha`` × teacher + (1 − ``alpha``) × label."""
+    known = ~np.isnan(targets.labels)
+    mixed = np.where(known, alpha * targets.teacher + (1 - alpha) * np.nan_to_num(targets.labels), targets.teacher)
+    return torch.from_numpy(mixed.astype(np.float32))
+
+
+def fit_student(settings: Settings, student, targets: Targets, pad_id: int) -> Fitted:
+    """AdamW on soft binary cross-entropy against :func:`soft_targets`; warm-up then linear decay."""
+    cfg = settings.distill
+    t0 = time.perf_counter()
+    y = soft_targets(targets, cfg.alpha)
+    lengths = [len(x) for x in targets.ids]
+    per_epoch = math.ceil(len(lengths) / cfg.batch_size)
+    total = cfg.max_steps or max(1, round(cfg.epochs * per_epoch))
+    schedule = [
+        b for e in range(math.ceil(total / per_epoch)) for b in epoch_batches(lengths, cfg.batch_size, cfg.seed, e)
+    ]
+    params = [(n, p) for n, p in student.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in params if not n.startswith("classifier.")], "lr": cfg.learning_rate},
+        {"params": [p for n, p in params if n.startswith("classifier.")], "lr": cfg.head_learning_rate},
+    ]
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    warmup = max(1, int(cfg.warmup_ratio * total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+    )
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    n_params = sum(p.numel() for _, p in params)
+    print(f"distilling: {targets.n_rows} pool rows, {len(lengths)} windows, {total} steps, {n_params:,} parameters")
+    student.train()
+    losses: list[float] = []
+    bar = tqdm(range(total), desc="distill", unit="step")
+    for step in bar:
+        batch = schedule[step]
+        input_ids, mask = pad_tensors([targets.ids[i] for i in batch], pad_id)
+        loss = loss_fn(student(input_ids=input_ids, attention_mask=mask).logits, y[batch])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+    student.eval()
+    with torch.no_grad():  # the model that is evaluated is exactly the one saved (float16)
+        for _, p in params:
+            p.copy_(p.half().float())
+    return Fitted(total, time.perf_counter() - t0, losses)
+
+
+def student_manifest(teacher: Classifier, settings: Settings, pool_rows: int) -> Manifest:
+    """The student's manifest: the teacher's base and windows, method ``top`` on the kept layers."""
+    cfg = settings.distill
+    train = {
+        "method": "top", "layers": list(cfg.layers), "top_layers": len(cfg.layers), "weights_dtype": "float16",
+        "distilled_from": {"name": teacher.name, "version": teacher.version,
+                           "weights_sha256": teacher.manifest.weights_sha256},
+        "pool_rows": pool_rows, **cfg.model_dump(mode="json", exclude={"layers", "teacher", "out_dir"}),
+    }  # fmt: skip
+    return Manifest(
+        name="collectguard-student", version=time.strftime("%Y.%m.%d") + f"-student{len(cfg.layers)}-s{cfg.seed}",
+        method="top", base=dict(teacher.manifest.base), thresholds=dict.fromkeys(VIOLATIONS, 0.5),
+        max_length=teacher.manifest.max_length, stride=teacher.manifest.stride, train=train,
+    )  # fmt: skip
+
+
+def save_student(settings: Settings, teacher: Classifier, student, fitted: Fitted, pool_rows: int, keep) -> Path:
+    """Thresholds on authored validation rows (as training does), test metrics, then the artifact."""
+    out_dir = Path(settings.distill.out_dir)
+    manifest = student_manifest(teacher, settings, pool_rows)
+    clf = Classifier(student, teacher.tokenizer, manifest, settings.inference)
+    val, test = load_split("validation", settings.data.out_dir), load_split("test", settings.data.out_dir)
+    p_val = clf.predict_proba(val)
+    np.save(out_dir / "validation_probs.npy", p_val)  # the saved artifact must reproduce these (tested)
+    manifest.thresholds = choose_thresholds(label_matrix(val), p_val, settings.train.precision_floor)
+    manifest.train_data_sha256 = hash_rows(load_split("train", settings.data.out_dir) + val)
+    artifact = write_model_files(out_dir / "artifact", student, teacher.tokenizer, manifest, keep)
+    manifest.metrics = {
+        "validation": split_metrics(val, p_val, manifest.thresholds),
+        "test": split_metrics(test, clf.predict_proba(test), manifest.thresholds),
+        "pool_rows": pool_rows,
+        "steps": fitted.steps,
+        "train_seconds": round(fitted.seconds, 1),
+        "trainable_parameters": sum(v.numel() for v in trainable_state(student).values()),
+        "artifact_bytes": sum(f.stat().st_size for f in artifact.iterdir() if f.name != MANIFEST),
+    }
+    write_manifest(artifact, manifest)
+    (out_dir / "metrics.json").write_text(json.dumps(manifest.metrics, indent=2) + "\n")
+    return artifact
+
+
+def distill(settings: Settings) -> Path:
+    """Run one distillation; returns the student's artifact folder (``<out_dir>/artifact``)."""
+    cfg = settings.distill
+    torch.set_num_threads(cfg.threads or physical_cores())
+    torch.manual_seed(cfg.seed)
+    teacher_dir = Path(cfg.teacher or SHIPPED_MODEL_DIR)
+    teacher = Classifier.load(teacher_dir, config=settings.inference.model_copy(update={"backend": "torch"}))
+    keep = np.load(teacher_dir / KEPT_IDS) if (teacher_dir / KEPT_IDS).exists() else None
+    if settings.data.negatives_dir is None:
+        raise ValueError("distill needs the public datasets: set data.negatives_dir (e.g. ../shared/datasets)")
+    rows = build_pool(Path(settings.data.negatives_dir), settings, cfg.augment_copies)
+    if cfg.max_pool_rows:
+        rows = rows[:: max(1, len(rows) // cfg.max_pool_rows)][: cfg.max_pool_rows]
+    targets = teacher_targets(teacher, rows, Path(cfg.out_dir))
+    student = make_student(teacher.model, list(cfg.layers))
+    fitted = fit_student(settings, student, targets, teacher.tokenizer.pad_token_id)
+    return save_student(settings, teacher, student, fitted, len(rows), keep)
+
+
+def run(args: argparse.Namespace) -> int:
+    artifact = distill(Settings.from_args(args))
+    metrics_ = json.loads((artifact / MANIFEST).read_text())["metrics"]
+    print(json.dumps({"artifact": str(artifact), "test": metrics_["test"]}, indent=2))
+    return 0

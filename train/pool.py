@@ -1,0 +1,58 @@
+"""The unlabeled pool a student learns its teacher's scores on.
+
+Distillation needs far more text than the labelled corpus: the student must see how the teacher
+scores ordinary talk, crude comments and noisy speech, not only the rows a writer labelled. The
+pool is every text the teacher may legitimately be asked about and that no evaluation holds:
+
+- the processed training split (written, template and the public rows it already holds);
+- ``augment_copies`` extra noisy variants (ASR noise, traditional characters, obfuscation) of its
+  written and template rows;
+- every **training** slice row of CPED and KdConv (split by dialogue, as in :mod:`train.negatives`);
+- every COLD ``train.csv`` comment, safe and offensive (the upstream training split).
+
+Held-out slices, COLD ``dev.csv`` and the real development set never enter it: any pool text
+whose normalised form equals a dev text is dropped (:func:`train.dataset.drop_real_dev_texts`).
+Rows keep their ids (provenance) and are de-duplicated on the normalised text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from model.config import Settings
+from model.preprocess import normalize
+from train.augment import augment_rows
+from train.dataset import drop_real_dev_texts, load_split
+from train.negatives import DIALOGUE_CORPORA, load_cold_rows, load_negatives
+
+
+def public_pool(datasets: Path, settings: Settings) -> list[dict[str, Any]]:
+    """Training slices of CPED and KdConv, and all of COLD's upstream training comments."""
+    cfg = settings.data
+    rows = [r for c in DIALOGUE_CORPORA for r in load_negatives(datasets, c, "train", cfg.heldout_fraction, cfg.seed)]
+    cold = Path(datasets) / "cold"
+    return rows + load_cold_rows(cold, "train", "0") + load_cold_rows(cold, "train", "1")
+
+
+def build_pool(datasets: Path, settings: Settings, augment_copies: int = 2) -> list[dict[str, Any]]:
+    """The pool's rows (``id``, ``text``, ``speaker``, ``listener``, ``labels`` where known).
+
+    ``labels`` is kept only for rows of the labelled training split (the student also learns
+    those); public rows carry ``labels: None`` — the teacher's scores are their only target.
+    """
+    train = load_split("train", settings.data.out_dir)
+    authored = [r for r in train if r.get("source") in ("written", "template")]  # not the +aug copies
+    noisy = augment_rows(authored, augment_copies, settings.data.seed + 1)  # other noise than training's
+    public = [{**r, "labels": None} for r in public_pool(datasets, settings)]
+    rows, seen = [], set()
+    for r in train + noisy + public:  # labelled rows first: a duplicate keeps its label
+        try:
+            key = normalize(r["text"])
+        except ValueError:  # nothing left to score (e.g. only punctuation)
+            continue
+        if key and key not in seen:
+            seen.add(key)
+            rows.append(r)
+    kept, _dropped = drop_real_dev_texts(rows, settings.data.real_dir)
+    return kept
