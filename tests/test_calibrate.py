@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from model.classifier import Classifier
 from model.labels import VIOLATIONS
@@ -40,3 +41,17 @@ def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_not():
     y = np.array([[1], [0], [1], [0]])
     assert expected_calibration_error(y, np.array([[1.0], [0.0], [1.0], [0.0]])) == 0
     assert expected_calibration_error(y, np.array([[0.0], [1.0], [0.0], [1.0]])) == 1
+
+
+def test_each_source_weighs_the_same_so_a_small_real_source_is_not_outvoted():
+    from train.calibrate import source_weights
+    from train.evaluate import choose_thresholds
+
+    w = source_weights([8, 2])
+    assert w.sum() == pytest.approx(2.0) and w[0] == pytest.approx(1 / 8) and w[-1] == pytest.approx(1 / 2)
+    # 8 authored rows (positives at 0.6+, negatives low); 2 real rows: a lawful notice at 0.7, a threat at 0.99
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 1])[:, None].repeat(3, 1)
+    p = np.array([0.6, 0.62, 0.64, 0.66, 0.1, 0.1, 0.1, 0.1, 0.7, 0.99])[:, None].repeat(3, 1)
+    pooled = choose_thresholds(y, p, 0.8)["threat"]
+    weighted = choose_thresholds(y, p, 0.8, source_weights([8, 2]))["threat"]
+    assert pooled <= 0.7 < weighted  # pooled, the real false alarm is cheap; weighted, it is half a source

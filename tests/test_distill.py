@@ -128,3 +128,21 @@ def test_distilled_student_is_an_artifact_that_reproduces_its_scores(teacher, sm
     assert student.model.config.num_hidden_layers == 2
     in_memory = np.load(tmp_path / "run" / "validation_probs.npy")
     np.testing.assert_allclose(student.predict_proba(load_split("validation", small_data)), in_memory, atol=1e-6)
+
+
+def test_student_gap_holds_each_measure_to_its_bar():
+    from train.student_gap import gap, rows_of
+
+    def report(dev: float, cped: float, suite: dict[str, float]) -> dict:
+        return {"real_dev": {"macro_f1": dev}, "ordinary_talk_test": {"cped": {"flagged_rate": cped}},
+                "behaviour": {"functionalities": {k: {"pass_rate": v} for k, v in suite.items()}}}  # fmt: skip
+
+    manifest = {"metrics": {"test": {"written": {"macro_f1": 0.92}}}}
+    teacher = rows_of(manifest, report(0.80, 0.001, {"a": 1.0, "b": 0.75}))
+    close = rows_of({"metrics": {"test": {"written": {"macro_f1": 0.911}}}}, report(0.79, 0.006, {"a": 0.99, "b": 0.8}))
+    assert gap(teacher, close)["meets_bar"]
+    far = rows_of(manifest, report(0.80, 0.0065, {"a": 0.9167, "b": 0.75}))
+    result = gap(teacher, far)
+    assert not result["meets_bar"]
+    assert [k for k, r in result["measures"].items() if not r["ok"]] == ["ordinary_talk_flagged:cped", "behaviour:a"]
+    assert result["measures"]["behaviour:a"]["shortfall"] == 8.33

@@ -98,9 +98,9 @@ BEHAVIOUR_FLOOR = 0.8
 BEHAVIOUR_OVERALL_FLOOR = 0.9
 BEHAVIOUR_KNOWN_GAPS: dict[str, float] = {
     # measured on the shipped model (train/results/realeval.json); model card, "Known failure modes"
-    "sexual_humiliation": 0.33,
-    "mocking_suicide": 0.58,
+    "impersonating_authority": 0.66,
     "veiled_threat": 0.66,
+    "violence_threat": 0.75,
 }
 
 

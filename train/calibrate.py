@@ -3,7 +3,8 @@
 Thresholds picked on authored validation rows alone sit at 0.94+: every authored positive scores
 near 1, so real threats at 0.8 are missed. Here the per-label rule (best F1 under a precision
 floor, :func:`train.evaluate.choose_thresholds`) runs on authored validation rows + the real
-development set + the *calibration* slice of real ordinary talk (CPED, KdConv, COLD dev safe).
+development set + the *calibration* slice of real ordinary talk (CPED, KdConv, COLD dev safe),
+each of the three sources weighted equally (:func:`source_weights`).
 
 Reporting on the dev set is cross-fitted so it is not judged by thresholds it chose: the dev set
 is split in two folds by source (rows quoted from one page or file stay together); each fold is
@@ -36,6 +37,16 @@ def fold_of(row: dict[str, Any]) -> int:
     return int(hashlib.sha256(source.encode()).hexdigest()[:8], 16) % 2
 
 
+def source_weights(sizes: list[int]) -> np.ndarray:
+    """Row weights giving each source of the mix the same total say (1 / its size per row).
+
+    Pooled, 1,900 authored validation rows outvote 370 real dev rows: thresholds then follow the
+    house style, and firm but lawful real SMS (否则将影响征信并采取法律措施) came out as threats at
+    precision 0.72 on the real rows. Weighted, a threshold must work on real text too.
+    """
+    return np.concatenate([np.full(n, 1.0 / n) for n in sizes])
+
+
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """ECE over all (row, label) pairs: the mean |accuracy − confidence| gap, weighted by bin size."""
     y, p = y.ravel(), p.ravel()
@@ -56,9 +67,10 @@ def calibrate(probs_of, datasets: Path, settings: Settings) -> dict[str, Any]:
     floor = settings.train.precision_floor
 
     def pick(dev_mask: np.ndarray) -> dict[str, float]:
-        y = np.concatenate([y_val, y_dev[dev_mask], y_talk])
-        p = np.concatenate([p_val, p_dev[dev_mask], p_talk])
-        return choose_thresholds(y, p, floor)
+        parts = [(y_val, p_val), (y_dev[dev_mask], p_dev[dev_mask]), (y_talk, p_talk)]
+        y = np.concatenate([y for y, _ in parts])
+        p = np.concatenate([p for _, p in parts])
+        return choose_thresholds(y, p, floor, source_weights([len(y) for y, _ in parts]))
 
     folds = np.array([fold_of(r) for r in dev])
     pred = np.zeros_like(y_dev)
@@ -72,7 +84,7 @@ def calibrate(probs_of, datasets: Path, settings: Settings) -> dict[str, Any]:
     p_all = np.concatenate([p_val, p_dev, p_talk])
     return {
         "thresholds": thresholds,
-        "rule": f"best F1 with precision >= {floor} per label on the mix",
+        "rule": f"best F1 with precision >= {floor} per label on the mix, each source weighted equally",
         "mix": {"authored_validation": len(val), "real_dev": len(dev), "ordinary_talk_calibration": len(talk)},
         "real_dev_cross_fitted": {
             **metrics(y_dev, pred),

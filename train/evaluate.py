@@ -43,18 +43,21 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, precision_floor: float) -> dict[str, float]:
+def choose_thresholds(
+    y_true: np.ndarray, probs: np.ndarray, precision_floor: float, weights: np.ndarray | None = None
+) -> dict[str, float]:
     """Per label, the threshold with the best F1 among those reaching ``precision_floor``.
 
-    If no threshold reaches the floor, the best-F1 threshold overall is used (and the floor is
-    reported as missed by the metrics, not hidden).
+    ``weights`` (per row) make precision and recall weighted counts, so that a mix of sources
+    can give each source the same say. If no threshold reaches the floor, the best-F1 threshold
+    overall is used (and the floor is reported as missed by the metrics, not hidden).
     """
     out = {}
     for i, label in enumerate(VIOLATIONS):
         if y_true[:, i].sum() == 0:
             out[label] = 0.5
             continue
-        prec, rec, th = precision_recall_curve(y_true[:, i], probs[:, i])
+        prec, rec, th = precision_recall_curve(y_true[:, i], probs[:, i], sample_weight=weights)
         prec, rec = prec[:-1], rec[:-1]  # the last point has no threshold
         f1 = np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-12), 0)
         ok = prec >= precision_floor
