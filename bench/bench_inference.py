@@ -93,7 +93,8 @@ def timed(fn: Callable[[], Any]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=None, help="artifact folder (default: the shipped model)")
+    ap.add_argument("--model", default=None, help="artifact folder or shipped name (default: the shipped model)")
+    ap.add_argument("--also", default=None, help="another model (e.g. student) timed in the same runs, torch and int8")
     ap.add_argument("--n", type=int, default=512, help="segments per run")
     ap.add_argument("--runs", type=int, default=3, help="whole comparisons; each gives a ratio")
     ap.add_argument("--pipeline-batches", default="1,8,16,32", help="pipeline batch sizes tried (best one counts)")
@@ -109,11 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     from model.classifier import Classifier
-    from model.config import SHIPPED_MODEL_DIR, InferenceConfig, physical_cores, repo_relative
+    from model.config import InferenceConfig, model_path, physical_cores, repo_relative
     from model.preprocess import context_prefix, normalize, segments_of
 
     hf_logging.set_verbosity_error()
-    model_dir = args.model or SHIPPED_MODEL_DIR
+    model_dir = model_path(args.model)
     threads = args.threads or physical_cores()
     load_before = os.getloadavg()
     t0 = time.perf_counter()
@@ -140,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         int8 = Classifier.load(model_dir, config=InferenceConfig(backend="auto", threads=args.threads))
         int8.score(segs[:32])
         configs[f"c) Classifier ({int8.backend})"] = lambda: int8.score(segs)
+    if args.also:  # e.g. the distilled student, against the pipeline over this model's network
+        for backend in ("torch", "auto") if args.int8 else ("torch",):
+            cfg = InferenceConfig(backend=backend, threads=args.threads)
+            other = Classifier.load(model_path(args.also), config=cfg)
+            other.score(segs[:32])
+            configs[f"d) {args.also} Classifier ({other.backend})"] = lambda other=other: other.score(segs)
     pipe(pairs[:8], batch_size=8, truncation=True)  # warm-up: first-call allocations, thread pools
     default.score(segs[:32])
     torch_clf.score(segs[:32])
@@ -161,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": threads, "default_backend": default.backend,
         "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
-        "model": repo_relative(model_dir), "max_length": default.manifest.max_length,
+        "model": repo_relative(model_dir), "also": args.also, "max_length": default.manifest.max_length,
         "n": len(segs), "runs": args.runs, "seed": args.seed,
         "chars": {"p10": float(np.percentile(lengths, 10)), "median": float(np.median(lengths)),
                   "p90": float(np.percentile(lengths, 90)), "max": max(lengths)},

@@ -162,14 +162,16 @@ def test_default_backend_agrees_with_torch_on_the_test_split_tiny(tiny_artifact,
     not (SHIPPED_MODEL_DIR / "collectguard.json").exists(),
     reason=f"no shipped model yet ({SHIPPED_MODEL_DIR}/collectguard.json); int8 parity needs the real weights",
 )
-def test_shipped_default_backend_keeps_decisions_and_macro_f1(tmp_path_factory, monkeypatch):
-    """`auto` (int8 ONNX) vs PyTorch on the test split: ≥ 99 % of per-label decisions agree, macro-F1 drops ≤ 0.01."""
+@pytest.mark.parametrize("model", [None, "student"], ids=["default", "student"])
+def test_shipped_default_backend_keeps_decisions_and_macro_f1(model, tmp_path_factory, monkeypatch):
+    """`auto` (int8 ONNX) vs PyTorch on the test split: ≥ 99 % of per-label decisions agree, macro-F1 drops ≤ 0.01
+    — for the shipped default model and the shipped distilled student."""
     from train.dataset import load_split
     from train.evaluate import evaluate_rows
 
     monkeypatch.setenv("COLLECTGUARD_CACHE", str(tmp_path_factory.mktemp("shipped_cache")))  # a fresh export
     rows = load_split("test")
-    agree, default, torch_clf = default_vs_torch(None, rows)
+    agree, default, torch_clf = default_vs_torch(model, rows)
     assert default.backend == "onnx-int8"
     ref_metrics, _ = evaluate_rows(torch_clf, rows)
     q_metrics, _ = evaluate_rows(default, rows)

@@ -1,0 +1,43 @@
+"""The shipped distilled student (model/student): that it is the shipped teacher's student, fits
+the size budget, loads by name, and keeps its measured quality on the test split (its int8 parity
+is in tests/test_onnx.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from model.classifier import Classifier
+from model.config import REPO_ROOT, SHIPPED_MODEL_DIR, InferenceConfig
+from train.dataset import load_split
+from train.evaluate import evaluate_rows
+
+pytestmark = pytest.mark.slow
+STUDENT = REPO_ROOT / "model" / "student"
+
+
+@pytest.fixture(scope="module")
+def student() -> Classifier:
+    return Classifier.load("student", config=InferenceConfig(backend="torch"))
+
+
+def test_student_learned_from_the_shipped_teacher_and_fits_the_budget():
+    manifest = json.loads((STUDENT / "collectguard.json").read_text(encoding="utf-8"))
+    teacher = json.loads((SHIPPED_MODEL_DIR / "collectguard.json").read_text(encoding="utf-8"))
+    assert manifest["train"]["distilled_from"]["weights_sha256"] == teacher["weights_sha256"]
+    assert manifest["base"] == teacher["base"]
+    assert len(manifest["train"]["layers"]) <= 6
+    assert manifest["metrics"]["pool_rows"] >= 100_000
+    assert sum(f.stat().st_size for f in STUDENT.iterdir() if f.is_file()) <= 25 * 1024 * 1024
+
+
+def test_student_has_half_the_layers(student):
+    assert student.model.config.num_hidden_layers == 6 == len(student.model.base_model.encoder.layer)
+    assert student.model.config.num_hidden_layers * 2 == Classifier.load().model.config.num_hidden_layers
+
+
+def test_student_quality_on_the_written_test_split(student):
+    report, _ = evaluate_rows(student, load_split("test", written_only=True))
+    assert report["macro_f1"] >= 0.89
+    assert report["compliant_false_positive_rate"] <= 0.05
