@@ -41,3 +41,12 @@ def test_student_quality_on_the_written_test_split(student):
     report, _ = evaluate_rows(student, load_split("test", written_only=True))
     assert report["macro_f1"] >= 0.89
     assert report["compliant_false_positive_rate"] <= 0.05
+
+
+def test_every_command_takes_the_student_by_name(capsys, tmp_path, monkeypatch):
+    from collectguard.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the name works from any folder
+    assert main(["score", "--text", "你个老赖", "--model", "student", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"]["name"] == "collectguard-student"

@@ -352,7 +352,9 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "port", None) is not None:
         settings.serve.port = args.port
     if getattr(args, "model", None) is not None:
-        settings.serve.model_dir = model_path(args.model)
+        settings.serve.model_dir = args.model
+    if settings.serve.model_dir is not None:  # a shipped name (student) from the flag, config or environment
+        settings.serve.model_dir = model_path(settings.serve.model_dir)
     if getattr(args, "calls", None) is not None:
         settings.review.calls_dir = args.calls
     if settings.serve.model_dir is not None and not settings.serve.model_dir.is_dir():
