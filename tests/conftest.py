@@ -118,3 +118,15 @@ def datasets(tmp_path):
         lines = [",split,topic,label,TEXT"] + [f"{i},{split},race,{i % 2},评论{split}{i}" for i in range(100)]
         (tmp_path / "cold" / f"{split}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    """A small slice of the committed processed splits (every label present), for training mechanics."""
+    from train.dataset import load_split, write_jsonl
+
+    committed = Path(__file__).resolve().parent.parent / "data" / "processed"
+    out = tmp_path_factory.mktemp("data")
+    for split, n in (("train", 64), ("validation", 40), ("test", 24)):
+        write_jsonl(out / f"{split}.jsonl", load_split(split, committed)[:n])
+    return out

@@ -15,12 +15,11 @@ from model.classifier import Classifier
 from model.config import InferenceConfig, Settings
 from model.preprocess import normalize
 from tests.conftest import make_tiny_artifact, tiny_bert
-from train.dataset import load_split, write_jsonl
+from train.dataset import load_split
 from train.distill import Targets, distill, make_student, soft_targets, teacher_targets
 from train.pool import build_pool
 
 TORCH = InferenceConfig(backend="torch")
-DATA = Path(__file__).resolve().parent.parent / "data" / "processed"
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +30,6 @@ def base4(tmp_path_factory, tiny_tokenizer_dir) -> Path:
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory, base4) -> Path:
     return make_tiny_artifact(tmp_path_factory.mktemp("teacher"), base4, seed=5)
-
-
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data")
-    for split, n in (("train", 48), ("validation", 40), ("test", 24)):
-        write_jsonl(out / f"{split}.jsonl", load_split(split, DATA)[:n])
-    return out
 
 
 def _layer_weights(model, i: int) -> torch.Tensor:

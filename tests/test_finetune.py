@@ -18,16 +18,6 @@ from model.config import InferenceConfig, Settings
 from train.dataset import load_split, write_jsonl
 
 TORCH = InferenceConfig(backend="torch")  # round trips compare with the in-memory PyTorch network
-DATA = Path(__file__).resolve().parent.parent / "data" / "processed"
-
-
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory) -> Path:
-    """A small slice of the committed processed splits (every label present)."""
-    out = tmp_path_factory.mktemp("data")
-    for split, n in (("train", 64), ("validation", 40), ("test", 24)):
-        write_jsonl(out / f"{split}.jsonl", load_split(split, DATA)[:n])
-    return out
 
 
 def _settings(base: Path, out: Path, **train) -> Settings:

@@ -166,7 +166,7 @@ def load_real_negatives(cfg: DataConfig) -> list[dict[str, Any]]:
         violations = [r for r in hard if r["labels"]]
         compliant = sample_rows([r for r in hard if not r["labels"]], cfg.hard_negatives_max.get(corpus), cfg.seed)
         rest = [r for r in pool if r["id"] not in reviewed]
-        rows += violations + compliant + sample_rows([r for r in rest if _normalizes(r["text"])], n, cfg.seed)
+        rows += violations + compliant + sample_rows([r for r in rest if normalizes(r["text"])], n, cfg.seed)
     if Path(cfg.person_directed).exists():
         lines = Path(cfg.person_directed).read_text(encoding="utf-8").splitlines()
         attacks = {rec["id"] for rec in map(json.loads, lines) if rec["person_directed"]}
@@ -200,11 +200,12 @@ def _public_row(rid: str, text: str, labels: list[str], source: str) -> dict[str
 
 
 def _sample(rows: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, Any]]:
-    rows = [r for r in rows if _normalizes(r["text"])]
+    rows = [r for r in rows if normalizes(r["text"])]
     return random.Random(seed).sample(rows, min(n, len(rows)))
 
 
-def _normalizes(text: str) -> bool:
+def normalizes(text: str) -> bool:
+    """Whether anything of ``text`` is left to score after preprocessing."""
     try:
         normalize(text)
         return True

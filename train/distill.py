@@ -20,7 +20,6 @@ import argparse
 import copy
 import hashlib
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from model.labels import VIOLATIONS
 from model.preprocess import Segment, encode_windows, make_windows
 from train.dataset import hash_rows, load_split
 from train.evaluate import choose_thresholds, label_matrix
-from train.finetune import epoch_batches, pad_tensors, split_metrics
+from train.finetune import make_optimizer, pad_tensors, round_to_float16, split_metrics, step_schedule
 from train.pool import build_pool
 
 TARGETS = "teacher_window_scores.npz"
@@ -111,25 +110,14 @@ def fit_student(settings: Settings, student, targets: Targets, pad_id: int) -> F
     cfg = settings.distill
     t0 = time.perf_counter()
     y = soft_targets(targets, cfg.alpha)
-    lengths = [len(x) for x in targets.ids]
-    per_epoch = math.ceil(len(lengths) / cfg.batch_size)
-    total = cfg.max_steps or max(1, round(cfg.epochs * per_epoch))
-    schedule = [
-        b for e in range(math.ceil(total / per_epoch)) for b in epoch_batches(lengths, cfg.batch_size, cfg.seed, e)
-    ]
+    schedule = step_schedule([len(x) for x in targets.ids], cfg.batch_size, cfg.seed, cfg.epochs, cfg.max_steps)
+    total = len(schedule)
     params = [(n, p) for n, p in student.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for n, p in params if not n.startswith("classifier.")], "lr": cfg.learning_rate},
-        {"params": [p for n, p in params if n.startswith("classifier.")], "lr": cfg.head_learning_rate},
-    ]
-    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    warmup = max(1, int(cfg.warmup_ratio * total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
-    )
+    optimizer, scheduler = make_optimizer(params, cfg.learning_rate, cfg.head_learning_rate, cfg.weight_decay,
+                                          cfg.warmup_ratio, total)  # fmt: skip
     loss_fn = torch.nn.BCEWithLogitsLoss()
     n_params = sum(p.numel() for _, p in params)
-    print(f"distilling: {targets.n_rows} pool rows, {len(lengths)} windows, {total} steps, {n_params:,} parameters")
+    print(f"distilling: {targets.n_rows} pool rows, {len(targets.ids)} windows, {total} steps, {n_params:,} parameters")
     student.train()
     losses: list[float] = []
     bar = tqdm(range(total), desc="distill", unit="step")
@@ -145,9 +133,7 @@ def fit_student(settings: Settings, student, targets: Targets, pad_id: int) -> F
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
     student.eval()
-    with torch.no_grad():  # the model that is evaluated is exactly the one saved (float16)
-        for _, p in params:
-            p.copy_(p.half().float())
+    round_to_float16(params)  # saved as float16
     return Fitted(total, time.perf_counter() - t0, losses)
 
 

@@ -65,6 +65,36 @@ def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) ->
     return batches
 
 
+def step_schedule(lengths: list[int], batch_size: int, seed: int, epochs: float, max_steps: int | None):
+    """Every step's batch for the whole run, derived from the seed up front (a resumed run sees the same)."""
+    per_epoch = math.ceil(len(lengths) / batch_size)
+    total = max_steps or max(1, round(epochs * per_epoch))
+    schedule = [b for e in range(math.ceil(total / per_epoch)) for b in epoch_batches(lengths, batch_size, seed, e)]
+    return schedule[:total]
+
+
+def make_optimizer(params, lr: float, head_lr: float, weight_decay: float, warmup_ratio: float, total: int):
+    """AdamW (the head at its own rate) with linear warm-up then linear decay over ``total`` steps."""
+    head_names = {"classifier", "pooler"}
+    groups = [
+        {"params": [p for n, p in params if not head_names & set(n.split("."))], "lr": lr},
+        {"params": [p for n, p in params if head_names & set(n.split("."))], "lr": head_lr},
+    ]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=weight_decay)
+    warmup = max(1, int(warmup_ratio * total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+    )
+    return optimizer, scheduler
+
+
+def round_to_float16(params) -> None:
+    """Round trained parameters through float16, so the model evaluated is exactly the one saved."""
+    with torch.no_grad():
+        for _, p in params:
+            p.copy_(p.half().float())
+
+
 def _pos_weight(y: np.ndarray, mode: str) -> torch.Tensor | None:
     """sqrt(neg/pos) per label: rarer labels weigh more, without the instability of neg/pos."""
     if mode == "none":
@@ -220,22 +250,10 @@ def fit(settings: Settings, prep: Prepared, resume: bool = False) -> Fitted:
     t0 = time.perf_counter()
     model, ids, y, params = prep.model, prep.ids, prep.y, prep.params
     pad_id = prep.tokenizer.pad_token_id
-    lengths = [len(x) for x in ids]
-    per_epoch = math.ceil(len(ids) / cfg.batch_size)
-    total = cfg.max_steps or max(1, round(cfg.epochs * per_epoch))
-    epochs = range(math.ceil(total / per_epoch))
-    schedule = [b for e in epochs for b in epoch_batches(lengths, cfg.batch_size, cfg.seed, e)]
-
-    head_names = {"classifier", "pooler"}
-    groups = [
-        {"params": [p for n, p in params if not head_names & set(n.split("."))], "lr": cfg.learning_rate},
-        {"params": [p for n, p in params if head_names & set(n.split("."))], "lr": cfg.head_learning_rate},
-    ]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
-    warmup = max(1, int(cfg.warmup_ratio * total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
-    )
+    schedule = step_schedule([len(x) for x in ids], cfg.batch_size, cfg.seed, cfg.epochs, cfg.max_steps)
+    total = len(schedule)
+    optimizer, scheduler = make_optimizer(params, cfg.learning_rate, cfg.head_learning_rate, cfg.weight_decay,
+                                          cfg.warmup_ratio, total)  # fmt: skip
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_pos_weight(prep.y_rows, cfg.pos_weight))
 
     start = 0
@@ -278,9 +296,7 @@ def fit(settings: Settings, prep: Prepared, resume: bool = False) -> Fitted:
     model.eval()
     prep.cached = None  # free the cached states before evaluation
     if cfg.weights_dtype == "float16":  # the model that is evaluated is exactly the one saved
-        with torch.no_grad():
-            for _, p in params:
-                p.copy_(p.half().float())
+        round_to_float16(params)
     return Fitted(steps=total, seconds=time.perf_counter() - t0, losses=losses)
 
 

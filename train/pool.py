@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from model.config import Settings
-from model.preprocess import normalize
 from train.augment import augment_rows
-from train.dataset import drop_real_dev_texts, load_split
+from train.dataset import dedupe_exact, drop_real_dev_texts, load_split, normalizes
 from train.negatives import DIALOGUE_CORPORA, load_cold_rows, load_negatives
 
 
@@ -45,14 +44,7 @@ def build_pool(datasets: Path, settings: Settings, augment_copies: int = 2) -> l
     authored = [r for r in train if r.get("source") in ("written", "template")]  # not the +aug copies
     noisy = augment_rows(authored, augment_copies, settings.data.seed + 1)  # other noise than training's
     public = [{**r, "labels": None} for r in public_pool(datasets, settings)]
-    rows, seen = [], set()
-    for r in train + noisy + public:  # labelled rows first: a duplicate keeps its label
-        try:
-            key = normalize(r["text"])
-        except ValueError:  # nothing left to score (e.g. only punctuation)
-            continue
-        if key and key not in seen:
-            seen.add(key)
-            rows.append(r)
+    # labelled rows first, so a duplicate keeps its label
+    rows, _duplicates = dedupe_exact([r for r in train + noisy + public if normalizes(r["text"])])
     kept, _dropped = drop_real_dev_texts(rows, settings.data.real_dir)
     return kept
