@@ -10,9 +10,8 @@ All configurations run in one process on one machine over the same fine-tuned ne
     is, if anything, flattered), ``truncation=True`` at the artifact's max_length, at every batch
     size in ``--pipeline-batches``; the ratio is taken against its **best** one;
 (b) the default path: ``Classifier.load(model).score(segments)`` with no configuration — the
-    backend users get (PyTorch, length-bucketed);
-(c) with ``--int8``: the same Classifier on ONNX Runtime int8 (``--backend auto``; its export is
-    made, untimed, first).
+    backend users get (ONNX Runtime int8, length-bucketed; its export is made, untimed, first);
+(c) with ``--torch``: the same Classifier on PyTorch (``--backend torch``, the fallback).
 
 Every run measures every configuration once over all ``--n`` segments (one call, what relabeling
 does), so each run yields its own ratio; ``--runs`` runs give the spread. Segments are drawn from
@@ -94,11 +93,12 @@ def timed(fn: Callable[[], Any]) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="artifact folder or shipped name (default: the shipped model)")
-    ap.add_argument("--also", default=None, help="another model (e.g. student) timed in the same runs, torch and int8")
+    ap.add_argument("--also", default=None, help="another model (e.g. student) timed in the same runs, default backend"
+                    " (and PyTorch with --torch)")  # fmt: skip
     ap.add_argument("--n", type=int, default=512, help="segments per run")
     ap.add_argument("--runs", type=int, default=3, help="whole comparisons; each gives a ratio")
     ap.add_argument("--pipeline-batches", default="1,8,16,32", help="pipeline batch sizes tried (best one counts)")
-    ap.add_argument("--int8", action="store_true", help="also time the Classifier on ONNX Runtime int8")
+    ap.add_argument("--torch", action="store_true", help="also time the Classifier on PyTorch (the fallback backend)")
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: physical cores)")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -137,12 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         for b in (int(x) for x in args.pipeline_batches.split(","))
     }
     configs[f"b) default Classifier ({default.backend})"] = lambda: default.score(segs)
-    if args.int8:
-        int8 = Classifier.load(model_dir, config=InferenceConfig(backend="auto", threads=args.threads))
-        int8.score(segs[:32])
-        configs[f"c) Classifier ({int8.backend})"] = lambda: int8.score(segs)
+    if args.torch:
+        configs[f"c) Classifier ({torch_clf.backend})"] = lambda: torch_clf.score(segs)
     if args.also:  # e.g. the distilled student, against the pipeline over this model's network
-        for backend in ("torch", "auto") if args.int8 else ("torch",):
+        for backend in ("auto", "torch") if args.torch else ("auto",):
             cfg = InferenceConfig(backend=backend, threads=args.threads)
             other = Classifier.load(model_path(args.also), config=cfg)
             other.score(segs[:32])

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.export import META_FILE, default_export_dir, export_onnx, make_session, stale_reason
+from model.export import META_FILE, calibration_segments, default_export_dir, export_onnx, make_session, stale_reason
 
 if TYPE_CHECKING:
     from model.artifact import Manifest
@@ -32,10 +32,9 @@ def export_candidates(path: Path, manifest: Manifest, quantize: str | None) -> l
     return [Path(path) / f"onnx{suffix}", default_export_dir(manifest, quantize)]
 
 
-def find_or_export(
-    path: Path, model, tokenizer, manifest: Manifest, quantize: str | None, threads: int | None = None
-) -> Path:
+def find_or_export(path: Path, model, tokenizer, manifest: Manifest, config: InferenceConfig) -> Path:
     """The current ``.onnx`` for this artifact, exporting into the cache if none is current."""
+    quantize = None if config.onnx_quantize == "none" else "int8"
     candidates = export_candidates(path, manifest, quantize)
     for folder in candidates:
         if stale_reason(folder, manifest, quantize) is None:
@@ -43,7 +42,8 @@ def find_or_export(
     target = candidates[-1]
     log.warning("exporting %s to ONNX (%s) in %s: %s", manifest.name, quantize or "fp32", target,
                 stale_reason(target, manifest, quantize))  # fmt: skip
-    return export_onnx(model, tokenizer, manifest, target, quantize, threads)
+    calibration = calibration_segments(config.int8_calibration, config.int8_calibration_rows) if quantize else ()
+    return export_onnx(model, tokenizer, manifest, target, quantize, config.threads, calibration)
 
 
 class OnnxRunner:
@@ -61,11 +61,11 @@ class OnnxRunner:
     def for_artifact(cls, path: Path, model, tokenizer, manifest: Manifest, config: InferenceConfig) -> OnnxRunner:
         """The runner for an artifact folder, exporting on first use.
 
-        Quantisation follows ``config.onnx_quantize`` (``int8`` by default); intra-op threads
-        follow ``config.threads`` or the physical core count.
+        Quantisation follows ``config.onnx_quantize`` (``int8`` by default, its activation scales
+        fixed on ``config.int8_calibration``); intra-op threads follow ``config.threads`` or the
+        physical core count.
         """
-        quantize = None if config.onnx_quantize == "none" else "int8"
-        onnx_path = find_or_export(Path(path), model, tokenizer, manifest, quantize, config.threads)
+        onnx_path = find_or_export(Path(path), model, tokenizer, manifest, config)
         return cls(onnx_path, config.threads)
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> np.ndarray:

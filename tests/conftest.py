@@ -90,8 +90,8 @@ def tiny_artifact(tmp_path_factory, tiny_base) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_classifier(tiny_artifact):
-    """The tiny model on PyTorch: mechanics tests compare exact scores, and PyTorch scores do not
-    depend on batch companions (dynamic int8 ones do, slightly; tests/test_backend.py covers it)."""
+    """The tiny model on PyTorch: mechanics tests compare exact scores with the in-memory network
+    (int8 scores differ from it a little; tests/test_backend.py and test_onnx.py cover int8)."""
     from model.classifier import Classifier
     from model.config import InferenceConfig
 

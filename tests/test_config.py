@@ -28,7 +28,7 @@ def test_defaults():
     assert (s.data.seed, s.data.val_fraction, s.data.test_fraction, s.data.near_dup_jaccard) == (13, 0.15, 0.15, 0.8)
     assert s.train.method == "lora" and s.train.max_steps is None
     assert (s.serve.host, s.serve.port, s.serve.api_key) == ("127.0.0.1", 8000, None)
-    assert s.inference.backend == "torch"  # scores independent of batch companions; int8 ONNX is opt-in
+    assert s.inference.backend == "auto"  # int8 ONNX with calibrated (batch-independent) scales, torch fallback
     assert s.relabel.speaker_map["坐席"] == "agent" and s.relabel.speaker_map["客户"] == "customer"
     assert s == Settings()
 

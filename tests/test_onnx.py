@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 from model.config import SHIPPED_MODEL_DIR, InferenceConfig
-from model.export import META_FILE, MODEL_FILE, default_export_dir, export_onnx, make_session, stale_reason
+from model.export import (
+    META_FILE,
+    MODEL_FILE,
+    calibration_segments,
+    default_export_dir,
+    export_onnx,
+    make_session,
+    stale_reason,
+)
 from model.onnx_backend import OnnxRunner
 from model.runners import TorchRunner
 
@@ -36,7 +44,8 @@ def cache(tmp_path_factory) -> Path:
 def exports(tiny_classifier, tmp_path_factory) -> dict[str | None, Path]:
     out = tmp_path_factory.mktemp("onnx")
     parts = (tiny_classifier.model, tiny_classifier.tokenizer, tiny_classifier.manifest)
-    return {q: export_onnx(*parts, out / str(q), q) for q in (None, "int8")}
+    calibration = calibration_segments(InferenceConfig().int8_calibration, 64)
+    return {q: export_onnx(*parts, out / str(q), q, calibration=calibration) for q in (None, "int8")}
 
 
 def _batches(clf) -> list[dict[str, np.ndarray]]:
@@ -138,13 +147,13 @@ def default_vs_torch(model_dir, rows) -> tuple[float, object, object]:
     """Share of per-label decisions on which the default backend and PyTorch agree."""
     from model.classifier import Classifier
 
-    default = Classifier.load(model_dir, config=InferenceConfig(backend="auto"))  # int8 ONNX, what --backend auto gives
+    default = Classifier.load(model_dir)  # the default: int8 ONNX
     torch_clf = Classifier.load(model_dir, config=InferenceConfig(backend="torch"))
     return float((decisions(default, rows) == decisions(torch_clf, rows)).mean()), default, torch_clf
 
 
 def test_default_backend_agrees_with_torch_on_the_test_split_tiny(tiny_artifact, cache, monkeypatch):
-    """The mechanics of the shipped-model check below, on the tiny model: `auto` is int8 ONNX,
+    """The mechanics of the shipped-model check below, on the tiny model: the default is int8 ONNX,
     it is compared with PyTorch on every row and label of the test split, and they agree."""
     from train.dataset import load_split
 
@@ -164,7 +173,7 @@ def test_default_backend_agrees_with_torch_on_the_test_split_tiny(tiny_artifact,
 )
 @pytest.mark.parametrize("model", [None, "student"], ids=["default", "student"])
 def test_shipped_default_backend_keeps_decisions_and_macro_f1(model, tmp_path_factory, monkeypatch):
-    """`auto` (int8 ONNX) vs PyTorch on the test split: ≥ 99 % of per-label decisions agree, macro-F1 drops ≤ 0.01
+    """The default (int8 ONNX) vs PyTorch on the test split: ≥ 99 % of per-label decisions agree, macro-F1 drops ≤ 0.01
     — for the shipped default model and the shipped distilled student."""
     from train.dataset import load_split
     from train.evaluate import evaluate_rows
