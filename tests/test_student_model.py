@@ -9,7 +9,7 @@ import json
 import pytest
 
 from model.classifier import Classifier
-from model.config import REPO_ROOT, SHIPPED_MODEL_DIR, InferenceConfig
+from model.config import REPO_ROOT, SHIPPED_MODEL_DIR
 from train.dataset import load_split
 from train.evaluate import evaluate_rows
 
@@ -19,7 +19,7 @@ STUDENT = REPO_ROOT / "model" / "student"
 
 @pytest.fixture(scope="module")
 def student() -> Classifier:
-    return Classifier.load("student", config=InferenceConfig(backend="torch"))
+    return Classifier.load("student")  # the default backend, as users get it
 
 
 def test_student_learned_from_the_shipped_teacher_and_fits_the_budget():

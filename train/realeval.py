@@ -110,13 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--datasets", type=Path, required=True, help="folder holding cped/, kdconv/, cold/")
-    ap.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    ap.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto", help="default: what users get")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     data_cfg = Settings().data
     clf = Classifier.load(args.model, config=InferenceConfig(backend=args.backend))
     result = report(clf.predict_proba, clf.thresholds, args.datasets, data_cfg.heldout_fraction, data_cfg.seed)
-    result["model"] = clf.version
+    result["model"], result["backend"] = clf.version, clf.backend
     text = json.dumps(result, indent=2, ensure_ascii=False)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
