@@ -136,7 +136,7 @@ class DistillConfig(_Section):
 
 
 class InferenceConfig(_Section):
-    batch_size: int = Field(16, ge=1, description="windows per forward pass (16 measured fastest on CPU, both backends)")
+    batch_size: int = Field(16, ge=1, description="windows per forward pass (16 measured fastest on CPU)")
     backend: Literal["auto", "onnx", "torch"] = Field(
         "auto",
         description="auto: ONNX Runtime int8 (exported and cached on first use), PyTorch if that fails; "
@@ -162,7 +162,7 @@ class ServeConfig(_Section):
     max_chars_per_request: int = 200_000
     batch_max_size: int = Field(32, ge=1, description="windows per forward pass, from all requests together")
     batch_max_tokens: int = Field(
-        2048, ge=16, description="padded tokens per forward pass (windows × width): bounds how long one pass takes"
+        512, ge=16, description="padded tokens per forward pass (windows × width): bounds how long one pass takes"
     )
     batch_max_wait_ms: float = 5.0
     queue_max_windows: int = Field(

@@ -110,7 +110,7 @@ class MicroBatcher:
         model: WindowModel,
         max_size: int = 32,
         max_wait_ms: float = 5.0,
-        max_tokens: int = 2048,
+        max_tokens: int = 512,
         queue_max_windows: int = 8192,
         timeout_s: float = 60.0,
     ) -> None:
