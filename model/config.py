@@ -145,6 +145,12 @@ class InferenceConfig(_Section):
     )
     threads: int | None = Field(None, description="intra-op threads (None = physical cores)")
     onnx_quantize: Literal["int8", "none"] = Field("int8", description="ONNX backend: int8 or fp32 export")
+    onnx_spin: bool = Field(
+        True,
+        description="ONNX threads busy-wait between ops (onnxruntime's default): ~10 % faster on a machine this "
+        "process has to itself, much slower when other processes share the cores (set false beside training; "
+        "relabel workers always turn it off)",
+    )
     int8_calibration: Path = Field(
         REPO_ROOT / "data" / "processed" / "train.jsonl",
         description="JSONL segments (text, speaker, listener) that fix the int8 activation scales at export",

@@ -49,9 +49,9 @@ def find_or_export(path: Path, model, tokenizer, manifest: Manifest, config: Inf
 class OnnxRunner:
     """A runner with the torch runner's contract, backed by an onnxruntime CPU session."""
 
-    def __init__(self, onnx_path: Path, threads: int | None = None) -> None:
+    def __init__(self, onnx_path: Path, threads: int | None = None, spin: bool = False) -> None:
         self.onnx_path = Path(onnx_path)
-        self.session = make_session(self.onnx_path, threads)
+        self.session = make_session(self.onnx_path, threads, spin)
         self.input_names = [i.name for i in self.session.get_inputs()]
         meta = self.onnx_path.parent / META_FILE
         quantize = json.loads(meta.read_text(encoding="utf-8")).get("quantize") if meta.exists() else None
@@ -66,7 +66,7 @@ class OnnxRunner:
         physical core count.
         """
         onnx_path = find_or_export(Path(path), model, tokenizer, manifest, config)
-        return cls(onnx_path, config.threads)
+        return cls(onnx_path, config.threads, config.onnx_spin)
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> np.ndarray:
         feed = {name: np.ascontiguousarray(batch[name], dtype=np.int64) for name in self.input_names}

@@ -42,6 +42,19 @@ def test_default_is_auto_int8_onnx():
     assert Settings().inference.backend == "auto" and Settings().inference.onnx_quantize == "int8"
 
 
+def test_onnx_threads_spin_unless_told_not_to_and_relabel_workers_never_do(tiny_artifact, cache):
+    from serve.batch.engines import worker_settings
+
+    def spinning(clf) -> str:
+        return clf.runner.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    assert spinning(Classifier.load(tiny_artifact)) == "1"
+    assert spinning(Classifier.load(tiny_artifact, config=InferenceConfig(onnx_spin=False))) == "0"
+    worker = Settings.model_validate(worker_settings(Settings(), threads=1)).inference
+    assert worker.onnx_spin is False and worker.threads == 1
+    assert spinning(Classifier.load(tiny_artifact, config=worker)) == "0"
+
+
 def test_auto_is_int8_onnx_exported_once_into_the_cache_keyed_by_weights(tiny_artifact, cache):
     clf = Classifier.load(tiny_artifact, config=AUTO)
     assert isinstance(clf.runner, OnnxRunner) and clf.backend == "onnx-int8"

@@ -32,10 +32,11 @@ def worker_settings(settings: Settings | None, threads: int) -> dict[str, Any]:
 
     Workers run what the driver was told to run — the same backend, masking, call checks and
     evidence — so every engine writes the same outputs; a dict travels to spawned processes and
-    Ray actors alike.
+    Ray actors alike. Their ONNX threads never busy-wait: workers share the cores with each other
+    and the driver, and spinning threads would steal them.
     """
     settings = settings or Settings()
-    inference = settings.inference.model_copy(update={"threads": threads})
+    inference = settings.inference.model_copy(update={"threads": threads, "onnx_spin": False})
     return settings.model_copy(update={"inference": inference}).model_dump(mode="json")
 
 
