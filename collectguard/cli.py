@@ -225,14 +225,14 @@ def run_preprocess(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     """``collectguard export --format onnx [--quantize int8] [--out DIR] [--model DIR]``."""
     from model.classifier import Classifier
-    from model.export import META_FILE, calibration_segments, default_export_dir, export_onnx
+    from model.export import META_FILE, default_export_dir
+    from model.onnx_backend import export_as_configured
 
     settings = Settings.from_args(args)
     config = settings.inference.model_copy(update={"backend": "torch"})  # export from the PyTorch network
     clf = Classifier.load(args.model, config=config)
     out = args.out or default_export_dir(clf.manifest, args.quantize)
-    calibration = calibration_segments(config.int8_calibration, config.int8_calibration_rows) if args.quantize else ()
-    path = export_onnx(clf.model, clf.tokenizer, clf.manifest, out, args.quantize, config.threads, calibration)
+    path = export_as_configured(clf.model, clf.tokenizer, clf.manifest, out, args.quantize, config)
     meta = json.loads((path.parent / META_FILE).read_text(encoding="utf-8"))
     print(json.dumps({"onnx": str(path), "mb": round(path.stat().st_size / 1e6, 1), **meta}, ensure_ascii=False))
     return 0

@@ -205,17 +205,16 @@ def calibration_segments(path: Path, rows: int, seed: int = 0) -> list[Segment]:
     return segs
 
 
-def _activation_ranges(
-    path: Path, batches: list[dict[str, np.ndarray]], names: list[str]
-) -> dict[str, tuple[float, float]]:
+def _activation_ranges(model, batches: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, tuple[float, float]]:
     """Min and max of each named tensor over the real (unpadded) tokens of the calibration batches."""
     import onnx
     from onnx import TensorProto, helper
 
-    graph = onnx.load(str(path))
-    graph.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)  # the same graph with the named tensors exposed as outputs
+    probe.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names)
     with tempfile.TemporaryDirectory() as tmp:
-        onnx.save(graph, f"{tmp}/probe.onnx")
+        onnx.save(probe, f"{tmp}/probe.onnx")
         sess = make_session(Path(f"{tmp}/probe.onnx"))
         ranges = {n: (0.0, 0.0) for n in names}  # uint8 ranges always hold 0, as the dynamic op's do
         for batch in batches:
@@ -240,7 +239,7 @@ def _fix_activation_scales(path: Path, batches: list[dict[str, np.ndarray]]) -> 
 
     model = onnx.load(str(path))
     dynamic = [n for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]
-    ranges = _activation_ranges(path, batches, [n.input[0] for n in dynamic])
+    ranges = _activation_ranges(model, batches, [n.input[0] for n in dynamic])
     nodes = []
     for node in model.graph.node:
         if node.op_type != "DynamicQuantizeLinear":
@@ -263,8 +262,7 @@ def _calibration_batches(tokenizer, manifest: Manifest, segments: Sequence[Segme
     """The calibration segments windowed and tokenised as scoring does, in length-sorted batches of 16."""
     windows = make_windows(tokenizer, segments, manifest.max_length, manifest.stride)
     ids = sorted(encode_windows(tokenizer, windows, manifest.max_length), key=len)
-    batches = [pad_batch(ids[i : i + 16], tokenizer.pad_token_id) for i in range(0, len(ids), 16)]
-    return [{k: np.asarray(b[k], dtype=np.int64) for k in ("input_ids", "attention_mask")} for b in batches]
+    return [pad_batch(ids[i : i + 16], tokenizer.pad_token_id) for i in range(0, len(ids), 16)]
 
 
 def make_session(path: Path, threads: int | None = None, spin: bool = False):

@@ -42,8 +42,15 @@ def find_or_export(path: Path, model, tokenizer, manifest: Manifest, config: Inf
     target = candidates[-1]
     log.warning("exporting %s to ONNX (%s) in %s: %s", manifest.name, quantize or "fp32", target,
                 stale_reason(target, manifest, quantize))  # fmt: skip
+    return export_as_configured(model, tokenizer, manifest, target, quantize, config)
+
+
+def export_as_configured(
+    model, tokenizer, manifest: Manifest, out_dir: Path, quantize: str | None, config: InferenceConfig
+) -> Path:
+    """:func:`model.export.export_onnx` with what ``config`` names: threads, and for int8 its calibration segments."""
     calibration = calibration_segments(config.int8_calibration, config.int8_calibration_rows) if quantize else ()
-    return export_onnx(model, tokenizer, manifest, target, quantize, config.threads, calibration)
+    return export_onnx(model, tokenizer, manifest, out_dir, quantize, config.threads, calibration)
 
 
 class OnnxRunner:
