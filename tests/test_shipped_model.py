@@ -77,9 +77,9 @@ def test_a_threat_buried_in_a_long_polite_turn_is_found(shipped):
 def test_targets_on_the_written_test_split(shipped):
     rows = load_split("test", written_only=True)
     report, _ = evaluate_rows(shipped, rows)
-    assert report["macro_f1"] >= 0.90
-    # measured 5.7 % on v2e (the target is 4 %: not met, model card); held so it cannot grow
-    assert report["compliant_false_positive_rate"] <= 0.06
+    # the targets; v2f measures 0.911 and 3.3 % on the int8 default (model card)
+    assert report["macro_f1"] >= 0.91
+    assert report["compliant_false_positive_rate"] <= 0.04
 
 
 def test_scores_do_not_depend_on_batching(shipped):
@@ -100,11 +100,8 @@ def test_scores_do_not_depend_on_batching(shipped):
 BEHAVIOUR_FLOOR = 0.8
 BEHAVIOUR_OVERALL_FLOOR = 0.9
 BEHAVIOUR_KNOWN_GAPS: dict[str, float] = {
-    # measured on the shipped model v2e, int8 default (train/results/realeval.json); model card, "Known failure modes"
-    "mocking_suicide": 0.58,
-    "sexual_humiliation": 0.66,
-    "quoting_someone_elses_threat": 0.75,
-    "veiled_lookalike_innocent": 0.75,
+    # measured on the shipped model v2f, int8 default (train/results/realeval.json); model card, "Known failure modes"
+    "veiled_threat": 0.66,
 }
 
 

@@ -28,6 +28,7 @@ from model.thresholds import apply_thresholds as predictions
 from train.dataset import iter_jsonl
 from train.evaluate import label_matrix, metrics
 from train.negatives import load_cold_rows, load_negatives
+from train.quoted import unquoted_mask
 
 REAL_DIR = REPO_ROOT / "data" / "real"
 SUITE = REPO_ROOT / "data" / "behaviour" / "suite.jsonl"
@@ -100,6 +101,14 @@ def report(
     overall = sum(t["pass_rate"] * t["n"] for t in table.values()) / sum(t["n"] for t in table.values())
     out["behaviour"] = {"overall": round(overall, 4), "min": min(t["pass_rate"] for t in table.values()),
                         "functionalities": table}  # fmt: skip
+    blind = [row for row, keep in zip(suite, unquoted_mask(suite, "behaviour"), strict=True) if keep]
+    blind_table = behaviour_table(blind, predictions(probs_of(blind), thresholds))
+    out["behaviour_unquoted"] = {  # cases never quoted to a writer (train/quoted.py)
+        "n": len(blind),
+        "overall": round(sum(t["pass_rate"] * t["n"] for t in blind_table.values()) / len(blind), 4),
+        "min": min(t["pass_rate"] for t in blind_table.values()),
+        "functionalities": blind_table,
+    }
     return out
 
 

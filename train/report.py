@@ -26,6 +26,7 @@ from model.labels import VIOLATIONS
 from train import analysis, plots
 from train.dataset import load_split
 from train.evaluate import metrics
+from train.quoted import unquoted_mask
 
 REPORT_FILES = ("calibration.png", "pr_curves.png", "test_report.json")
 
@@ -51,6 +52,7 @@ def build_report(
     y_true, probs, y_pred = analysis.score_rows(classifier, rows)
     subsets = analysis.written_subsets(rows)
     written = subsets["written only"]
+    unquoted = unquoted_mask(rows, "test")  # items quoted in a writer's brief are not blind (train/quoted.py)
     thresholds = {label: float(classifier.thresholds[label]) for label in VIOLATIONS}
 
     figures = {
@@ -70,6 +72,7 @@ def build_report(
         "metrics": {
             "all": metrics(y_true, y_pred),
             "written": metrics(y_true[written], y_pred[written]),
+            "written_unquoted": metrics(y_true[written & unquoted], y_pred[written & unquoted]),
         },
         "expected_calibration_error": ece,
         "slices": analysis.slice_table(rows, y_true, y_pred).reset_index().to_dict(orient="records"),
