@@ -2,7 +2,7 @@
 
 from model.config import REPO_ROOT
 from train import datacard
-from train.dataset import load_authored
+from train.dataset import is_written, load_authored
 
 CARD = (REPO_ROOT / "data" / "README.md").read_text(encoding="utf-8")
 
@@ -17,5 +17,5 @@ def test_counts_section_matches_the_data(capsys):
 
 
 def test_summary_counts_every_written_row():
-    rows = [r for r in load_authored(REPO_ROOT / "data" / "authored") if r["source"] == "written"]
+    rows = [r for r in load_authored(REPO_ROOT / "data" / "authored") if is_written(r)]
     assert f"{len(rows):,} —" in datacard.written_summary(rows, "a–s")

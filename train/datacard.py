@@ -16,11 +16,10 @@ from typing import Any
 
 from model.config import REPO_ROOT
 from model.labels import VIOLATIONS
-from train.dataset import load_authored
+from train.dataset import is_written, load_authored
 
 SPLITS = ("train", "validation", "test")
 AUGMENTED = ("written+aug", "template+aug")
-PUBLIC = ("cped", "kdconv", "cold", "swsr", "cold+person")
 
 
 def written_summary(rows: list[dict[str, Any]], writers: str) -> str:
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--authored", type=Path, default=REPO_ROOT / "data" / "authored")
     ap.add_argument("--stats", type=Path, default=REPO_ROOT / "data" / "processed" / "stats.json")
     args = ap.parse_args(argv)
-    rows = [r for r in load_authored(args.authored) if r["source"] == "written"]
+    rows = [r for r in load_authored(args.authored) if is_written(r)]
     letters = sorted({r["id"].split("-")[0].removeprefix("w") for r in rows})
     stats = json.loads(args.stats.read_text(encoding="utf-8"))
     print(written_summary(rows, f"{letters[0]}–{letters[-1]}"), "", split_table(stats), "",

@@ -79,6 +79,14 @@ def behaviour_table(rows: Sequence[dict[str, Any]], pred: np.ndarray) -> dict[st
     return {f: {"n": len(v), "pass_rate": round(sum(v) / len(v), 4)} for f, v in sorted(per.items())}
 
 
+def behaviour_summary(rows: Sequence[dict[str, Any]], pred: np.ndarray) -> dict[str, Any]:
+    """Cases, overall pass rate, worst functionality and the per-functionality table."""
+    table = behaviour_table(rows, pred)
+    overall = sum(t["pass_rate"] * t["n"] for t in table.values()) / len(rows)
+    return {"n": len(rows), "overall": round(overall, 4), "min": min(t["pass_rate"] for t in table.values()),
+            "functionalities": table}  # fmt: skip
+
+
 def report(
     probs_of, thresholds: Mapping[str, float], datasets: Path, heldout_fraction: float, seed: int
 ) -> dict[str, Any]:
@@ -97,18 +105,11 @@ def report(
     pred = predictions(probs_of(attacks), thresholds)
     out["cold_person_directed"] = {"n": len(attacks), "insult_rate": round(float(pred[:, 1].mean()), 4)}
     suite = read_rows([SUITE])
-    table = behaviour_table(suite, predictions(probs_of(suite), thresholds))
-    overall = sum(t["pass_rate"] * t["n"] for t in table.values()) / sum(t["n"] for t in table.values())
-    out["behaviour"] = {"overall": round(overall, 4), "min": min(t["pass_rate"] for t in table.values()),
-                        "functionalities": table}  # fmt: skip
-    blind = [row for row, keep in zip(suite, unquoted_mask(suite, "behaviour"), strict=True) if keep]
-    blind_table = behaviour_table(blind, predictions(probs_of(blind), thresholds))
-    out["behaviour_unquoted"] = {  # cases never quoted to a writer (train/quoted.py)
-        "n": len(blind),
-        "overall": round(sum(t["pass_rate"] * t["n"] for t in blind_table.values()) / len(blind), 4),
-        "min": min(t["pass_rate"] for t in blind_table.values()),
-        "functionalities": blind_table,
-    }
+    pred = predictions(probs_of(suite), thresholds)
+    out["behaviour"] = behaviour_summary(suite, pred)
+    blind = unquoted_mask(suite, "behaviour")  # cases never quoted to a writer (train/quoted.py)
+    blind_rows = [row for row, keep in zip(suite, blind, strict=True) if keep]
+    out["behaviour_unquoted"] = behaviour_summary(blind_rows, pred[blind])
     return out
 
 
