@@ -106,6 +106,17 @@ class TrainConfig(_Section):
     seed: int = 13
     pos_weight: Literal["auto", "none"] = Field("auto", description="'auto' = sqrt(neg/pos) per label")
     precision_floor: float = Field(0.85, ge=0, le=1, description="thresholds: best F1 with precision ≥ this")
+    ordinary_talk_budget: dict[str, float] = Field(
+        {"cped": 0.005, "kdconv": 0.005, "cold": 0.05},
+        description="calibration: the most of each ordinary-talk corpus's calibration slice that may be flagged; "
+        "thresholds are raised until it holds (train/calibrate.py)",
+    )
+    budget_confidence: float = Field(
+        0.95,
+        ge=0,
+        lt=1,
+        description="the budget must hold at this one-sided confidence (Wilson bound); 0 = as measured",
+    )
     max_train_rows: int | None = Field(None, description="subsample training rows (for comparisons and smoke tests)")
     max_steps: int | None = Field(None, description="stop after this many optimiser steps")
     linear_probe_init: bool = Field(True, description="start the head from a logistic-regression probe (LP-FT)")

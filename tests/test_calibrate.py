@@ -55,3 +55,37 @@ def test_each_source_weighs_the_same_so_a_small_real_source_is_not_outvoted():
     pooled = choose_thresholds(y, p, 0.8)["threat"]
     weighted = choose_thresholds(y, p, 0.8, source_weights([8, 2]))["threat"]
     assert pooled <= 0.7 < weighted  # pooled, the real false alarm is cheap; weighted, it is half a source
+
+
+def test_wilson_bound_is_above_the_share_and_tightens_with_more_rows():
+    from train.calibrate import wilson_upper
+
+    assert wilson_upper(8, 3000, 0) == pytest.approx(8 / 3000)
+    small, large = wilson_upper(8, 3000, 0.95), wilson_upper(80, 30000, 0.95)
+    assert small > large > 80 / 30000
+    assert wilson_upper(0, 3000, 0.95) > 0  # no flag seen is not proof of a zero rate
+
+
+def test_budget_raises_only_the_label_that_floods_ordinary_talk_and_only_as_far_as_needed():
+    from train.calibrate import hold_false_alarm_budget
+
+    rng = np.random.default_rng(0)
+    talk = rng.uniform(0, 0.3, size=(1000, 3))
+    talk[:20, 1] = np.linspace(0.55, 0.95, 20)  # 2 % of the corpus scores as insult
+    before = {"threat": 0.5, "insult": 0.5, "third_party_disclosure": 0.5}
+    after = hold_false_alarm_budget(before, {"cped": talk}, {"cped": 0.005}, 0)
+    assert after["threat"] == 0.5 and after["third_party_disclosure"] == 0.5
+    flagged = (talk >= np.array([after[label] for label in VIOLATIONS])).any(1)
+    assert flagged.sum() == 5  # exactly at the budget, not below it
+    stricter = hold_false_alarm_budget(before, {"cped": talk}, {"cped": 0.005}, 0.95)
+    assert stricter["insult"] > after["insult"]
+    assert hold_false_alarm_budget(before, {"cped": talk}, {"kdconv": 0.005}, 0.95) == before  # no budget, no change
+
+
+def test_budget_stops_when_only_certain_scores_are_left():
+    from train.calibrate import hold_false_alarm_budget
+
+    talk = np.zeros((100, 3))
+    talk[:10, 0] = 1.0
+    th = {"threat": 0.5, "insult": 0.5, "third_party_disclosure": 0.5}
+    assert hold_false_alarm_budget(th, {"cold": talk}, {"cold": 0.01}, 0)["threat"] <= 1.0
