@@ -77,7 +77,7 @@ def test_a_threat_buried_in_a_long_polite_turn_is_found(shipped):
 def test_targets_on_the_written_test_split(shipped):
     rows = load_split("test", written_only=True)
     report, _ = evaluate_rows(shipped, rows)
-    # the targets; v2h measures 0.929 and 3.1 % on the int8 default (model card)
+    # the targets; v2h measures 0.922 and 2.7 % on the int8 default (model card)
     assert report["macro_f1"] >= 0.91
     assert report["compliant_false_positive_rate"] <= 0.04
 

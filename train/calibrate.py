@@ -111,8 +111,8 @@ def calibrate(probs_of, datasets: Path, settings: Settings) -> dict[str, Any]:
     talk = [r for rows in corpora.values() for r in rows]
     p_val, p_dev, p_talk = probs_of(val), probs_of(dev), probs_of(talk)
     y_val, y_dev, y_talk = label_matrix(val), label_matrix(dev), label_matrix(talk)
-    bounds = np.cumsum([0] + [len(rows) for rows in corpora.values()])
-    p_corpus = {name: p_talk[bounds[k] : bounds[k + 1]] for k, name in enumerate(corpora)}
+    ends = np.cumsum([len(rows) for rows in corpora.values()])[:-1]
+    p_corpus = dict(zip(corpora, np.split(p_talk, ends), strict=True))
     floor, budget, confidence = (
         settings.train.precision_floor,
         settings.train.ordinary_talk_budget,
@@ -135,7 +135,8 @@ def calibrate(probs_of, datasets: Path, settings: Settings) -> dict[str, Any]:
         th = pick(folds != k)
         fold_thresholds[k] = th
         pred[folds == k] = predictions(p_dev[folds == k], th)
-    thresholds = pick(np.ones(len(dev), dtype=bool))
+    before_budget = best_f1(np.ones(len(dev), dtype=bool))
+    thresholds = hold_false_alarm_budget(before_budget, p_corpus, budget, confidence)
     y_all = np.concatenate([y_val, y_dev, y_talk])
     p_all = np.concatenate([p_val, p_dev, p_talk])
     flagged = {name: round(float(predictions(p, thresholds).any(1).mean()), 4) for name, p in p_corpus.items()}
@@ -144,7 +145,7 @@ def calibrate(probs_of, datasets: Path, settings: Settings) -> dict[str, Any]:
         "rule": f"best F1 with precision >= {floor} per label on the mix, each source weighted equally; then "
         f"raised until each ordinary-talk calibration corpus is flagged within {budget} "
         f"(one-sided {confidence:.0%} Wilson bound)",
-        "thresholds_before_budget": best_f1(np.ones(len(dev), dtype=bool)),
+        "thresholds_before_budget": before_budget,
         "ordinary_talk_calibration_flagged": flagged,
         "mix": {"authored_validation": len(val), "real_dev": len(dev), "ordinary_talk_calibration": len(talk)},
         "real_dev_cross_fitted": {
