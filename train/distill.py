@@ -184,7 +184,8 @@ def distill(settings: Settings) -> Path:
     torch.set_num_threads(cfg.threads or physical_cores())
     torch.manual_seed(cfg.seed)
     teacher_dir = Path(cfg.teacher or SHIPPED_MODEL_DIR)
-    teacher = Classifier.load(teacher_dir, config=settings.inference.model_copy(update={"backend": "torch"}))
+    scoring = settings.inference.model_copy(update={"backend": cfg.teacher_backend})
+    teacher = Classifier.load(teacher_dir, config=scoring)
     keep = np.load(teacher_dir / KEPT_IDS) if (teacher_dir / KEPT_IDS).exists() else None
     if settings.data.negatives_dir is None:
         raise ValueError("distill needs the public datasets: set data.negatives_dir (e.g. ../shared/datasets)")

@@ -1,0 +1,26 @@
+"""train.decontaminate drops authored rows that sit on an evaluation item and keeps the rest."""
+
+import json
+from pathlib import Path
+
+from model.preprocess import normalize
+from train.decontaminate import main
+
+
+def test_drops_rows_near_evaluation_items(tmp_path):
+    suite = [json.loads(line) for line in Path("data/behaviour/suite.jsonl").read_text(encoding="utf-8").splitlines()]
+    long_case = normalize(next(r["text"] for r in suite if len(r["text"]) >= 30))  # compared after normalising
+    rows = [
+        {"id": "z-1", "text": suite[0]["text"], "labels": []},  # an exact copy of a behaviour case
+        {"id": "z-2", "text": "前缀不同。" + long_case[10:24], "labels": []},  # shares 14 characters with one
+        {"id": "z-3", "text": "喂，您好，这里是测试用的一句完全新写的话，和评测无关。", "labels": []},
+    ]
+    f = tmp_path / "written_z.jsonl"
+    f.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    dropped = tmp_path / "dropped.jsonl"
+    assert main([str(f), "--dropped", str(dropped)]) == 0
+    kept = [json.loads(line)["id"] for line in f.read_text(encoding="utf-8").splitlines()]
+    assert kept == ["z-3"]
+    out = [json.loads(line) for line in dropped.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in out] == ["z-1", "z-2"]
+    assert all(r["matched"].startswith("suite.jsonl:") for r in out)

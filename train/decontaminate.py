@@ -1,0 +1,78 @@
+"""Drop new authored rows that sit too close to an evaluation item, before they are built.
+
+``python -m train.decontaminate data/authored/written_w.jsonl [...]`` compares each row with the
+authored test split, the behaviour suite and the real development set, and rewrites the file
+without rows whose character 3-gram Jaccard is ≥ ``--jaccard`` or that share a common substring
+of ``--substring`` or more characters with an evaluation text (after the shared normalisation).
+Writers never see evaluation items, but common boilerplate can still land on one; dropping those
+rows keeps test, behaviour and dev numbers honest. Dropped rows go to ``--dropped`` with the item
+they matched.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from model.config import REPO_ROOT
+from model.preprocess import normalize
+from train.dataset import NearDuplicateIndex, iter_jsonl, ngrams, normalizes, write_jsonl
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    return [r for r in iter_jsonl(path, require_id=False) if isinstance(r, dict)]
+
+
+def evaluation_texts(exclude_ids: set[str]) -> list[tuple[str, str]]:
+    """(where, normalised text) of every evaluation item: test split, behaviour suite, real dev set."""
+    data = REPO_ROOT / "data"
+    files = [data / "processed" / "test.jsonl", data / "behaviour" / "suite.jsonl",
+             *sorted((data / "real").glob("dev_*.jsonl"))]  # fmt: skip
+    out = []
+    for f in files:
+        for r in read_rows(f):
+            if r.get("id") not in exclude_ids and normalizes(r["text"]):
+                out.append((f"{f.name}:{r.get('id')}", normalize(r["text"])))
+    return out
+
+
+def substrings(text: str, n: int) -> set[str]:
+    return {text[i : i + n] for i in range(len(text) - n + 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("files", nargs="+", type=Path)
+    ap.add_argument("--jaccard", type=float, default=0.4)
+    ap.add_argument("--substring", type=int, default=12)
+    ap.add_argument("--dropped", type=Path, default=Path("runs/decontaminated.jsonl"))
+    args = ap.parse_args(argv)
+    new = {f: read_rows(f) for f in args.files}
+    new_ids = {r["id"] for rows in new.values() for r in rows}
+    items = evaluation_texts(new_ids)
+    index = NearDuplicateIndex([ngrams(t) for _, t in items])
+    shared: dict[str, int] = {}  # every n-character substring of an evaluation text → that item
+    for i, (_, t) in enumerate(items):
+        shared.update(dict.fromkeys(substrings(t, args.substring), i))
+    dropped = []
+    for f, rows in new.items():
+        kept = []
+        for r in rows:
+            text = normalize(r["text"])
+            hits = index.find(ngrams(text), args.jaccard)
+            hits = hits or [shared[s] for s in substrings(text, args.substring) if s in shared][:1]
+            if hits:
+                dropped.append({**r, "matched": items[hits[0]][0]})
+            else:
+                kept.append(r)
+        write_jsonl(f, kept)
+        print(f"{f}: kept {len(kept)} of {len(rows)}")
+    args.dropped.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(args.dropped, dropped)
+    print(f"dropped {len(dropped)} → {args.dropped}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
