@@ -16,6 +16,7 @@ from train.dataset import (
     NearDuplicateIndex,
     assign_splits,
     build,
+    check_built_with_negatives,
     dedupe_exact,
     iter_jsonl,
     jaccard,
@@ -282,6 +283,20 @@ def test_small_build_rows_are_valid_and_split_by_group(small_builds):
     _check_groups_and_aug(rows)
     stats = json.loads((out / "stats.json").read_text())
     assert {s: stats[s]["rows"] for s in SPLITS} == {s: len(rows[s]) for s in SPLITS}
+
+
+def test_training_refuses_a_build_without_the_real_negatives_its_config_asks_for(small_builds, tmp_path):
+    built = small_builds[0]  # built without data.negatives_dir, as `collectguard data build` with no --config
+    check_built_with_negatives(built, None)  # a config without real negatives: fine
+    with pytest.raises(ValueError, match=r"built without real negatives.*data build --config"):
+        check_built_with_negatives(built, tmp_path / "datasets")
+    stats = json.loads((built / "stats.json").read_text())
+    stats["config"]["negatives_dir"] = str(tmp_path / "datasets")
+    fixed = tmp_path / "with_public"
+    shutil.copytree(built, fixed)
+    (fixed / "stats.json").write_text(json.dumps(stats))
+    (fixed / "public.jsonl").write_text(json.dumps({"id": "cped:1:0", "text": "你好", "labels": []}) + "\n")
+    check_built_with_negatives(fixed, tmp_path / "datasets")
 
 
 def test_load_split_missing(tmp_path):

@@ -440,6 +440,26 @@ def load_split(split: str, data_dir: Path | None = None, written_only: bool = Fa
     return [r for r in rows if is_written(r)] if written_only else rows
 
 
+def check_built_with_negatives(data_dir: Path, negatives_dir: Path | None) -> None:
+    """Fail when a config that trains on real negatives meets splits built without them.
+
+    ``collectguard data build`` without ``--config`` leaves ``data.negatives_dir`` unset, so the
+    9,000-odd real ordinary-talk rows silently drop out of training; a model trained on that build
+    flags ordinary talk again. Cheap to catch here, expensive to find after a 30-minute run.
+    """
+    stats_path = Path(data_dir) / "stats.json"
+    if negatives_dir is None or not stats_path.exists():
+        return
+    built = json.loads(stats_path.read_text(encoding="utf-8")).get("config", {}).get("negatives_dir")
+    public = Path(data_dir) / PUBLIC_FILE
+    if built is None or not public.exists() or public.stat().st_size == 0:
+        raise ValueError(
+            f"{data_dir} was built without real negatives (stats.json data.negatives_dir={built!r}, "
+            f"{PUBLIC_FILE} empty or missing) but this config sets data.negatives_dir={str(negatives_dir)!r}: "
+            "rebuild with `collectguard data build --config <this config>`"
+        )
+
+
 def load_dataset_dict(data_dir: Path | None = None):
     """The processed splits as a Hugging Face ``DatasetDict`` (for training and notebooks)."""
     from datasets import Dataset, DatasetDict

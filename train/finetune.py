@@ -45,7 +45,7 @@ from model.files import atomic_write
 from model.labels import VIOLATIONS
 from model.preprocess import Segment, encode_windows, make_windows, pad_batch
 from model.thresholds import apply_thresholds
-from train.dataset import hash_rows, is_written, load_split
+from train.dataset import check_built_with_negatives, hash_rows, is_written, load_split
 from train.evaluate import choose_thresholds, label_matrix, metrics
 
 CHECKPOINT = "checkpoint.pt"
@@ -215,6 +215,7 @@ def prepare(settings: Settings, resume: bool = False, data_dir: Path | None = No
     """Load the splits, build tokenizer and network, encode training windows, cache frozen layers."""
     cfg, pp = settings.train, settings.preprocess
     data_dir = Path(data_dir or settings.data.out_dir)
+    check_built_with_negatives(data_dir, settings.data.negatives_dir)
     train_rows = load_split("train", data_dir)
     val_rows = load_split("validation", data_dir)
     test_rows = load_split("test", data_dir)
