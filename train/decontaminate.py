@@ -12,29 +12,27 @@ they matched.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
-from typing import Any
 
-from model.config import REPO_ROOT
 from model.preprocess import normalize
-from train.dataset import NearDuplicateIndex, iter_jsonl, ngrams, normalizes, write_jsonl
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    return [r for r in iter_jsonl(path, require_id=False) if isinstance(r, dict)]
+from train.dataset import NearDuplicateIndex, load_split, ngrams, normalizes, write_jsonl
+from train.realeval import SUITE, load_dev, read_rows
 
 
 def evaluation_texts(exclude_ids: set[str]) -> list[tuple[str, str]]:
     """(where, normalised text) of every evaluation item: test split, behaviour suite, real dev set."""
-    data = REPO_ROOT / "data"
-    files = [data / "processed" / "test.jsonl", data / "behaviour" / "suite.jsonl",
-             *sorted((data / "real").glob("dev_*.jsonl"))]  # fmt: skip
-    out = []
-    for f in files:
-        for r in read_rows(f):
-            if r.get("id") not in exclude_ids and normalizes(r["text"]):
-                out.append((f"{f.name}:{r.get('id')}", normalize(r["text"])))
-    return out
+    sets = {"test.jsonl": load_split("test"), "suite.jsonl": read_rows([SUITE]), "real dev": load_dev()}
+    return [(f"{name}:{r['id']}", normalize(r["text"]))
+            for name, rows in sets.items() for r in rows
+            if r["id"] not in exclude_ids and normalizes(r["text"])]  # fmt: skip
+
+
+def as_written(path: Path) -> list[dict]:
+    """The file's rows exactly as written (rewritten unchanged), once :func:`read_rows` has validated them:
+    a bad row stops here, named by file and line."""
+    read_rows([path])
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def substrings(text: str, n: int) -> set[str]:
@@ -48,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--substring", type=int, default=12)
     ap.add_argument("--dropped", type=Path, default=Path("runs/decontaminated.jsonl"))
     args = ap.parse_args(argv)
-    new = {f: read_rows(f) for f in args.files}
+    new = {f: as_written(f) for f in args.files}
     new_ids = {r["id"] for rows in new.values() for r in rows}
     items = evaluation_texts(new_ids)
     index = NearDuplicateIndex([ngrams(t) for _, t in items])
