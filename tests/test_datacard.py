@@ -19,3 +19,10 @@ def test_counts_section_matches_the_data(capsys):
 def test_summary_counts_every_written_row():
     rows = [r for r in load_authored(REPO_ROOT / "data" / "authored") if is_written(r)]
     assert f"{len(rows):,} —" in datacard.written_summary(rows, "a–s")
+
+
+def test_writer_letters_show_gaps():
+    # a writer left out of the corpus must not disappear inside a range
+    assert datacard.letter_ranges(list("abcdefy")) == "a–f, y"
+    assert datacard.letter_ranges(list("abcwyz")) == "a–c, w, y, z"
+    assert datacard.letter_ranges(["a"]) == "a"

@@ -80,6 +80,17 @@ def role_table(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def letter_ranges(letters: list[str]) -> str:
+    """``a b c e f`` -> ``a–c, e, f``: writer letters with the gaps shown (a dropped writer is not hidden)."""
+    runs: list[list[str]] = []
+    for letter in sorted(letters):
+        if runs and ord(letter) == ord(runs[-1][-1]) + 1:
+            runs[-1].append(letter)
+        else:
+            runs.append([letter])
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 2 else ", ".join(r) for r in runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--authored", type=Path, default=REPO_ROOT / "data" / "authored")
@@ -88,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for r in load_authored(args.authored) if is_written(r)]
     letters = sorted({r["id"].split("-")[0].removeprefix("w") for r in rows})
     stats = json.loads(args.stats.read_text(encoding="utf-8"))
-    print(written_summary(rows, f"{letters[0]}–{letters[-1]}"), "", split_table(stats), "",
+    print(written_summary(rows, letter_ranges(letters)), "", split_table(stats), "",
           "Label × speaker × listener × split:", "", role_table(stats), sep="\n")  # fmt: skip
     return 0
 

@@ -1,0 +1,66 @@
+"""train.soup: averaging LoRA runs gives exactly the mean of their merged weights, and refuses runs
+that cannot be averaged (other method, LoRA rank, vocabulary), naming the setting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.architecture import base_fingerprint, build_model, load_tokenizer
+from model.artifact import KEPT_IDS, MANIFEST, Manifest, load_artifact, save_artifact
+from model.labels import VIOLATIONS
+from train.soup import soup
+
+
+def lora_artifact(out: Path, base: Path, seed: int, lora_r: int = 4) -> Path:
+    """A tiny LoRA artifact with random (non-zero) adapters, so its update is not zero."""
+    train = {"lora_r": lora_r, "lora_alpha": 2 * lora_r, "seed": seed}
+    model = build_model(str(base), "lora", train, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    manifest = Manifest(name="tiny-lora", version=f"0.0.0-lora-s{seed}", method="lora",
+                        base=base_fingerprint(str(base), None), thresholds=dict.fromkeys(VIOLATIONS, 0.5),
+                        max_length=32, stride=8, train=train)  # fmt: skip
+    return save_artifact(out, model, load_tokenizer(base), manifest, keep=None)
+
+
+def merged(path: Path) -> dict[str, torch.Tensor]:
+    model, _, _ = load_artifact(path)  # loading merges LoRA into the base weights
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_soup_is_the_mean_of_the_merged_runs(tmp_path, tiny_base):
+    a = lora_artifact(tmp_path / "a", tiny_base, seed=1)
+    b = lora_artifact(tmp_path / "b", tiny_base, seed=2)
+    out = soup([a, b], tmp_path / "soup")
+    wa, wb, ws = merged(a), merged(b), merged(out)
+    assert set(ws) == set(wa)
+    moved = 0
+    for key in ws:
+        torch.testing.assert_close(ws[key], (wa[key] + wb[key]) / 2, atol=1e-5, rtol=1e-4)
+        moved += not torch.allclose(wa[key], wb[key])
+    assert moved > 0  # the two runs really differ, so the check above is not trivial
+    manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    assert manifest["train"]["lora_r"] == 8 and manifest["train"]["lora_alpha"] == 16
+    assert [r["seed"] for r in manifest["train"]["soup_of"]] == [1, 2]
+
+
+def test_soup_refuses_runs_that_cannot_be_averaged(tmp_path, tiny_base, tiny_artifact):
+    a = lora_artifact(tmp_path / "a", tiny_base, seed=1)
+    with pytest.raises(ValueError, match="lora_r"):
+        soup([a, lora_artifact(tmp_path / "r8", tiny_base, seed=2, lora_r=8)], tmp_path / "x")
+    with pytest.raises(ValueError, match="method"):
+        soup([tiny_artifact, a], tmp_path / "y")
+    other = lora_artifact(tmp_path / "v", tiny_base, seed=3)
+    np.save(other / KEPT_IDS, np.arange(10, dtype=np.int32))
+    with pytest.raises(ValueError, match="vocabulary"):
+        soup([a, other], tmp_path / "z")
+    with pytest.raises(ValueError, match="two runs"):
+        soup([a], tmp_path / "w")

@@ -1,0 +1,112 @@
+"""Average LoRA fine-tunes of one base into one artifact (a "model soup", Wortsman et al. 2022).
+
+Runs that differ only in seed land on different sides of the same decision boundary: on the
+real-speech measures (a 408-row dev set, behaviour functionalities of 12 cases) one seed passes
+where another fails, and no single run is the better model. Averaging their weight updates keeps
+what the runs agree on at the cost of one model's inference, unlike an ensemble.
+
+The average is exact for LoRA: concatenating the runs' ``A`` matrices (rank axis) and their ``B``
+matrices divided by N gives ``B' A' = mean_i(B_i A_i)``; rank and ``lora_alpha`` both grow N-fold
+so peft's scaling ``alpha / r`` stays the same. The classifier head is averaged directly. Runs
+must share the base, vocabulary, method and LoRA settings; thresholds are the first run's until
+``train.calibrate`` picks the soup's own.
+
+    python -m train.soup runs/a/artifact runs/b/artifact --out runs/soup/artifact
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from model.architecture import state_hash
+from model.artifact import KEPT_IDS, MANIFEST, WEIGHTS, read_manifest, write_manifest
+
+#: manifest ``train`` settings the runs must share for their weights to be averaged
+SHARED = ("method", "lora_r", "lora_alpha", "top_layers", "layers", "weights_dtype")
+
+
+def check_compatible(runs: list[Path]) -> None:
+    """Raise naming the run and the setting that differs from the first run."""
+    first = read_manifest(runs[0])
+    keep0 = np.load(runs[0] / KEPT_IDS) if (runs[0] / KEPT_IDS).exists() else None
+    if first.method != "lora":
+        raise ValueError(f"{runs[0]}: method {first.method!r}; only LoRA runs can be souped")
+    for run in runs[1:]:
+        m = read_manifest(run)
+        if m.base != first.base:
+            raise ValueError(f"{run}: base encoder {m.base} differs from {runs[0]}'s {first.base}")
+        for key in SHARED:
+            if m.train.get(key) != first.train.get(key):
+                raise ValueError(f"{run}: train.{key}={m.train.get(key)!r}, {runs[0]} has {first.train.get(key)!r}")
+        keep = np.load(run / KEPT_IDS) if (run / KEPT_IDS).exists() else None
+        if (keep is None) != (keep0 is None) or (keep is not None and not np.array_equal(keep, keep0)):
+            raise ValueError(f"{run}: kept vocabulary differs from {runs[0]}'s (trained on other data?)")
+
+
+def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """One state whose LoRA product and head are the mean of the runs' (see the module docstring)."""
+    n = len(states)
+    keys = set(states[0])
+    for i, s in enumerate(states[1:], 1):
+        if set(s) != keys:
+            raise ValueError(f"run {i}: parameter names differ from run 0's ({sorted(keys ^ set(s))[:3]} …)")
+    out: dict[str, torch.Tensor] = {}
+    for key in sorted(keys):
+        parts = [s[key].float() for s in states]
+        if ".lora_A." in key:
+            out[key] = torch.cat(parts, dim=0)
+        elif ".lora_B." in key:
+            out[key] = torch.cat(parts, dim=1) / n
+        else:
+            out[key] = torch.stack(parts).mean(0)
+    return out
+
+
+def soup(runs: list[Path], out: Path) -> Path:
+    """Write the averaged artifact to ``out`` (tokenizer and kept vocabulary from the first run)."""
+    runs = [Path(r) for r in runs]
+    if len(runs) < 2:
+        raise ValueError("a soup needs at least two runs")
+    check_compatible(runs)
+    manifests = [read_manifest(r) for r in runs]
+    state = average_states([load_file(str(r / WEIGHTS)) for r in runs])
+    first = manifests[0]
+    if first.train.get("weights_dtype") == "float16":
+        state = {k: v.half() for k, v in state.items()}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in runs[0].iterdir():  # tokenizer files and kept ids travel unchanged
+        if f.is_file() and f.name not in (WEIGHTS, MANIFEST):
+            shutil.copy2(f, out / f.name)
+    save_file(state, str(out / WEIGHTS))
+    n = len(runs)
+    first.train = {**first.train, "lora_r": first.train.get("lora_r", 16) * n,
+                   "lora_alpha": first.train.get("lora_alpha", 32) * n,
+                   "soup_of": [{"version": m.version, "weights_sha256": m.weights_sha256, "seed": m.train.get("seed"),
+                                "train_data_sha256": m.train_data_sha256} for m in manifests]}  # fmt: skip
+    first.version = f"{first.version.rsplit('-s', 1)[0]}-soup{n}"
+    first.weights_sha256 = state_hash(state)
+    first.metrics = {}  # the runs' validation metrics do not describe the soup
+    write_manifest(out, first)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="artifact folders of LoRA runs on the same base")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    out = soup(args.runs, args.out)
+    print(json.dumps({"out": str(out), "version": read_manifest(out).version}, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
