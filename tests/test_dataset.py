@@ -112,6 +112,17 @@ def test_committed_authored_rows_are_valid():
     assert len({r["id"] for r in rows}) == len(rows)
 
 
+def test_candidate_rows_are_valid_and_never_built():
+    # data/candidates holds written rows that did not make a better model (data card): valid, so a
+    # later round can move them into authored/, but no split may contain them while they sit there
+    rows = load_authored(REPO_ROOT / "data" / "candidates")
+    assert len({r["id"] for r in rows}) == len(rows) > 1000
+    prefixes = tuple({r["id"].split("-")[0] + "-" for r in rows})
+    built = [r["id"] for split in SPLITS for r in load_split(split, PROCESSED) if r["id"].startswith(prefixes)]
+    assert not built, f"candidate rows in the processed splits: {built[:5]}"
+    assert not set(prefixes) & {r["id"].split("-")[0] + "-" for r in load_authored(AUTHORED)}
+
+
 # -- de-duplication -----------------------------------------------------------------------------
 def test_dedupe_exact():
     rows = [
