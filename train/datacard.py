@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stats", type=Path, default=REPO_ROOT / "data" / "processed" / "stats.json")
     args = ap.parse_args(argv)
     rows = [r for r in load_authored(args.authored) if is_written(r)]
-    letters = sorted({r["id"].split("-")[0].removeprefix("w") for r in rows})
+    letters = list({r["id"].split("-")[0].removeprefix("w") for r in rows})
     stats = json.loads(args.stats.read_text(encoding="utf-8"))
     print(written_summary(rows, letter_ranges(letters)), "", split_table(stats), "",
           "Label × speaker × listener × split:", "", role_table(stats), sep="\n")  # fmt: skip

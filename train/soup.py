@@ -26,20 +26,20 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model.architecture import state_hash
-from model.artifact import KEPT_IDS, MANIFEST, WEIGHTS, read_manifest, write_manifest
+from model.artifact import KEPT_IDS, MANIFEST, WEIGHTS, Manifest, read_manifest, write_manifest
+from model.config import TrainConfig
 
 #: manifest ``train`` settings the runs must share for their weights to be averaged
 SHARED = ("method", "lora_r", "lora_alpha", "top_layers", "layers", "weights_dtype")
 
 
-def check_compatible(runs: list[Path]) -> None:
+def check_compatible(runs: list[Path], manifests: list[Manifest]) -> None:
     """Raise naming the run and the setting that differs from the first run."""
-    first = read_manifest(runs[0])
+    first = manifests[0]
     keep0 = np.load(runs[0] / KEPT_IDS) if (runs[0] / KEPT_IDS).exists() else None
     if first.method != "lora":
         raise ValueError(f"{runs[0]}: method {first.method!r}; only LoRA runs can be souped")
-    for run in runs[1:]:
-        m = read_manifest(run)
+    for run, m in zip(runs[1:], manifests[1:], strict=True):
         if m.base != first.base:
             raise ValueError(f"{run}: base encoder {m.base} differs from {runs[0]}'s {first.base}")
         for key in SHARED:
@@ -74,8 +74,8 @@ def soup(runs: list[Path], out: Path) -> Path:
     runs = [Path(r) for r in runs]
     if len(runs) < 2:
         raise ValueError("a soup needs at least two runs")
-    check_compatible(runs)
     manifests = [read_manifest(r) for r in runs]
+    check_compatible(runs, manifests)
     state = average_states([load_file(str(r / WEIGHTS)) for r in runs])
     first = manifests[0]
     if first.train.get("weights_dtype") == "float16":
@@ -86,9 +86,9 @@ def soup(runs: list[Path], out: Path) -> Path:
         if f.is_file() and f.name not in (WEIGHTS, MANIFEST):
             shutil.copy2(f, out / f.name)
     save_file(state, str(out / WEIGHTS))
-    n = len(runs)
-    first.train = {**first.train, "lora_r": first.train.get("lora_r", 16) * n,
-                   "lora_alpha": first.train.get("lora_alpha", 32) * n,
+    n, defaults = len(runs), TrainConfig()
+    first.train = {**first.train, "lora_r": first.train.get("lora_r", defaults.lora_r) * n,
+                   "lora_alpha": first.train.get("lora_alpha", defaults.lora_alpha) * n,
                    "soup_of": [{"version": m.version, "weights_sha256": m.weights_sha256, "seed": m.train.get("seed"),
                                 "train_data_sha256": m.train_data_sha256} for m in manifests]}  # fmt: skip
     first.version = f"{first.version.rsplit('-s', 1)[0]}-soup{n}"
