@@ -12,8 +12,9 @@ import pytest
 from model.config import Settings
 from model.preprocess import normalize
 from train.dataset import NearDuplicateIndex, load_split, ngrams
+from train.evaluate import label_matrix
 from train.negatives import SLICES, load_negatives, slice_of
-from train.realeval import REAL_DIR, SUITE, behaviour_table, load_dev, read_rows
+from train.realeval import REAL_DIR, SUITE, behaviour_table, load_dev, load_dev_by_file, metrics_by_file, read_rows
 
 
 # -- the real development set ------------------------------------------------------------------
@@ -146,3 +147,18 @@ def test_hard_negatives_are_capped_and_person_directed_attacks_train_as_insult(d
     assert sum(not r["labels"] for r in cped) == 5  # capped
     assert [r["labels"] for r in cped if r["labels"]] == [["threat"]]  # a reviewed violation is always kept
     assert [(r["id"], r["labels"]) for r in rows if r["source"] == "cold"] == [("cold-train:1", ["insult"])]
+
+
+def test_dev_metrics_per_file_keep_each_files_rows_apart(dev):
+    """A file added later can be read on its own (a blind read at the thresholds chosen before it)."""
+    by_file = load_dev_by_file()
+    assert [r["id"] for rows in by_file.values() for r in rows] == [r["id"] for r in dev]
+    assert all(name.startswith("dev_") for name in by_file)
+    y = label_matrix(dev)
+    pred = y.copy()
+    last = list(by_file)[-1]
+    pred[len(dev) - len(by_file[last]) :] = 1  # every row of the last file flagged with every label
+    result = metrics_by_file(by_file, y, pred)
+    assert {name: m["n"] for name, m in result.items()} == {name: len(rows) for name, rows in by_file.items()}
+    assert all(m["exact_match"] == 1.0 for name, m in result.items() if name != last)
+    assert result[last]["exact_match"] < 1.0

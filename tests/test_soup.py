@@ -64,3 +64,16 @@ def test_soup_refuses_runs_that_cannot_be_averaged(tmp_path, tiny_base, tiny_art
         soup([a, other], tmp_path / "z")
     with pytest.raises(ValueError, match="two runs"):
         soup([a], tmp_path / "w")
+
+
+def test_soup_takes_the_widest_vocabulary_that_contains_the_others(tmp_path, tiny_base):
+    """Runs on different data keep different rare characters: a nested vocabulary is shared, a crossing one refused."""
+    a = lora_artifact(tmp_path / "a", tiny_base, seed=1)
+    b = lora_artifact(tmp_path / "b", tiny_base, seed=2)
+    np.save(a / KEPT_IDS, np.arange(20, dtype=np.int32))
+    np.save(b / KEPT_IDS, np.arange(30, dtype=np.int32))
+    out = soup([a, b], tmp_path / "soup")
+    np.testing.assert_array_equal(np.load(out / KEPT_IDS), np.arange(30))
+    np.save(b / KEPT_IDS, np.arange(5, 30, dtype=np.int32))
+    with pytest.raises(ValueError, match="not contained"):
+        soup([a, b], tmp_path / "crossing")

@@ -8,8 +8,9 @@ what the runs agree on at the cost of one model's inference, unlike an ensemble.
 The average is exact for LoRA: concatenating the runs' ``A`` matrices (rank axis) and their ``B``
 matrices divided by N gives ``B' A' = mean_i(B_i A_i)``; rank and ``lora_alpha`` both grow N-fold
 so peft's scaling ``alpha / r`` stays the same. The classifier head is averaged directly. Runs
-must share the base, vocabulary, method and LoRA settings; thresholds are the first run's until
-``train.calibrate`` picks the soup's own.
+must share the base, method and LoRA settings; the soup takes the widest kept vocabulary, which
+must contain every other run's (runs on different data keep different rare characters).
+Thresholds are the first run's until ``train.calibrate`` picks the soup's own.
 
     python -m train.soup runs/a/artifact runs/b/artifact --out runs/soup/artifact
 """
@@ -33,21 +34,48 @@ from model.config import TrainConfig
 SHARED = ("method", "lora_r", "lora_alpha", "top_layers", "layers", "weights_dtype")
 
 
+def kept_ids(run: Path) -> np.ndarray | None:
+    """The run's kept vocabulary ids; None for the full vocabulary."""
+    return np.load(run / KEPT_IDS) if (run / KEPT_IDS).exists() else None
+
+
+def widest_vocabulary(runs: list[Path]) -> int:
+    """Index of the run whose kept vocabulary contains every other run's.
+
+    Embeddings are frozen under LoRA, so a token's row is the base's in every run: runs trained on
+    different data (whose kept vocabularies differ by the new data's rare characters) can share
+    the widest vocabulary. A token a run never kept was UNK to it, now it is itself: the soup is a
+    new model and is calibrated and evaluated as one.
+    """
+    keeps = [kept_ids(r) for r in runs]
+    if any(k is None for k in keeps):
+        if all(k is None for k in keeps):
+            return 0
+        i = next(i for i, k in enumerate(keeps) if k is None)
+        raise ValueError(f"{runs[i]}: full vocabulary, other runs prune theirs (kept vocabulary differs)")
+    widest = max(range(len(runs)), key=lambda i: len(keeps[i]))
+    for run, keep in zip(runs, keeps, strict=True):
+        if not np.isin(keep, keeps[widest]).all():
+            raise ValueError(f"{run}: kept vocabulary is not contained in {runs[widest]}'s, so no run's covers all")
+    return widest
+
+
 def check_compatible(runs: list[Path], manifests: list[Manifest]) -> None:
     """Raise naming the run and the setting that differs from the first run."""
     first = manifests[0]
-    keep0 = np.load(runs[0] / KEPT_IDS) if (runs[0] / KEPT_IDS).exists() else None
     if first.method != "lora":
         raise ValueError(f"{runs[0]}: method {first.method!r}; only LoRA runs can be souped")
     for run, m in zip(runs[1:], manifests[1:], strict=True):
-        if m.base != first.base:
+        if m.base["encoder"] != first.base["encoder"] or m.base.get("sha256") != first.base.get("sha256"):
             raise ValueError(f"{run}: base encoder {m.base} differs from {runs[0]}'s {first.base}")
+        if m.preprocess_version != first.preprocess_version:
+            raise ValueError(
+                f"{run}: preprocess_version {m.preprocess_version}, {runs[0]} has {first.preprocess_version}"
+            )
         for key in SHARED:
             if m.train.get(key) != first.train.get(key):
                 raise ValueError(f"{run}: train.{key}={m.train.get(key)!r}, {runs[0]} has {first.train.get(key)!r}")
-        keep = np.load(run / KEPT_IDS) if (run / KEPT_IDS).exists() else None
-        if (keep is None) != (keep0 is None) or (keep is not None and not np.array_equal(keep, keep0)):
-            raise ValueError(f"{run}: kept vocabulary differs from {runs[0]}'s (trained on other data?)")
+    widest_vocabulary(runs)
 
 
 def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -70,7 +98,7 @@ def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
 
 
 def soup(runs: list[Path], out: Path) -> Path:
-    """Write the averaged artifact to ``out`` (tokenizer and kept vocabulary from the first run)."""
+    """Write the averaged artifact to ``out`` (tokenizer and kept vocabulary of the widest run)."""
     runs = [Path(r) for r in runs]
     if len(runs) < 2:
         raise ValueError("a soup needs at least two runs")
@@ -82,7 +110,8 @@ def soup(runs: list[Path], out: Path) -> Path:
         state = {k: v.half() for k, v in state.items()}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for f in runs[0].iterdir():  # tokenizer files and kept ids travel unchanged
+    widest = widest_vocabulary(runs)
+    for f in runs[widest].iterdir():  # tokenizer files and kept ids of the widest vocabulary
         if f.is_file() and f.name not in (WEIGHTS, MANIFEST):
             shutil.copy2(f, out / f.name)
     save_file(state, str(out / WEIGHTS))
@@ -92,6 +121,7 @@ def soup(runs: list[Path], out: Path) -> Path:
                    "soup_of": [{"version": m.version, "weights_sha256": m.weights_sha256, "seed": m.train.get("seed"),
                                 "train_data_sha256": m.train_data_sha256} for m in manifests]}  # fmt: skip
     first.version = f"{first.version.rsplit('-s', 1)[0]}-soup{n}"
+    first.base = manifests[widest].base  # its fingerprint names the kept vocabulary
     first.weights_sha256 = state_hash(state)
     first.metrics = {}  # the runs' validation metrics do not describe the soup
     write_manifest(out, first)
