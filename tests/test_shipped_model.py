@@ -77,7 +77,7 @@ def test_a_threat_buried_in_a_long_polite_turn_is_found(shipped):
 def test_targets_on_the_written_test_split(shipped):
     rows = load_split("test", written_only=True)
     report, _ = evaluate_rows(shipped, rows)
-    # the targets; v2h measures 0.922 and 2.7 % on the int8 default (model card)
+    # the targets; v2h measures 0.919 and 2.6 % on the int8 default at its 450-row thresholds (model card)
     assert report["macro_f1"] >= 0.91
     assert report["compliant_false_positive_rate"] <= 0.04
 
@@ -100,7 +100,8 @@ def test_scores_do_not_depend_on_batching(shipped):
 BEHAVIOUR_FLOOR = 0.8
 BEHAVIOUR_OVERALL_FLOOR = 0.9
 BEHAVIOUR_KNOWN_GAPS: dict[str, float] = {
-    # none on the shipped model v2h, int8 default (train/results/realeval.json: worst 0.83, veiled_threat)
+    # none on the shipped model v2h, int8 default (train/results/realeval.json: worst 0.83 — mocking_suicide,
+    # sexual_humiliation, veiled_threat; v2h's recipe with seed 7 gets 0.75 on the first two, model card)
 }
 
 
