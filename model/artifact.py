@@ -102,11 +102,17 @@ def read_manifest(path: Path) -> Manifest:
     return manifest
 
 
+def read_kept_ids(path: Path) -> np.ndarray | None:
+    """The artifact's kept vocabulary ids (int64); None where it keeps the full vocabulary."""
+    file = Path(path) / KEPT_IDS
+    return np.load(file).astype(np.int64) if file.exists() else None
+
+
 def load_artifact(path: Path):
     """Rebuild the full network from the base encoder and the artifact; returns (model, tokenizer, manifest)."""
     path = Path(path)
     manifest = read_manifest(path)
-    keep = np.load(path / KEPT_IDS).astype(np.int64) if (path / KEPT_IDS).exists() else None
+    keep = read_kept_ids(path)
     encoder = manifest.base["encoder"]
     found = base_fingerprint(encoder, keep)
     if found != manifest.base:

@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from model.architecture import keep_encoder_layers, trainable_state
-from model.artifact import KEPT_IDS, MANIFEST, Manifest, write_manifest, write_model_files
+from model.artifact import MANIFEST, Manifest, read_kept_ids, write_manifest, write_model_files
 from model.classifier import Classifier
 from model.config import SHIPPED_MODEL_DIR, Settings, physical_cores
 from model.labels import VIOLATIONS
@@ -186,7 +186,7 @@ def distill(settings: Settings) -> Path:
     teacher_dir = Path(cfg.teacher or SHIPPED_MODEL_DIR)
     scoring = settings.inference.model_copy(update={"backend": cfg.teacher_backend})
     teacher = Classifier.load(teacher_dir, config=scoring)
-    keep = np.load(teacher_dir / KEPT_IDS) if (teacher_dir / KEPT_IDS).exists() else None
+    keep = read_kept_ids(teacher_dir)
     if settings.data.negatives_dir is None:
         raise ValueError("distill needs the public datasets: set data.negatives_dir (e.g. ../shared/datasets)")
     rows = build_pool(Path(settings.data.negatives_dir), settings, cfg.augment_copies)

@@ -27,16 +27,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model.architecture import state_hash
-from model.artifact import KEPT_IDS, MANIFEST, WEIGHTS, Manifest, read_manifest, write_manifest
+from model.artifact import MANIFEST, WEIGHTS, Manifest, read_kept_ids, read_manifest, write_manifest
 from model.config import TrainConfig
 
 #: manifest ``train`` settings the runs must share for their weights to be averaged
 SHARED = ("method", "lora_r", "lora_alpha", "top_layers", "layers", "weights_dtype")
-
-
-def kept_ids(run: Path) -> np.ndarray | None:
-    """The run's kept vocabulary ids; None for the full vocabulary."""
-    return np.load(run / KEPT_IDS) if (run / KEPT_IDS).exists() else None
 
 
 def widest_vocabulary(runs: list[Path]) -> int:
@@ -47,12 +42,12 @@ def widest_vocabulary(runs: list[Path]) -> int:
     the widest vocabulary. A token a run never kept was UNK to it, now it is itself: the soup is a
     new model and is calibrated and evaluated as one.
     """
-    keeps = [kept_ids(r) for r in runs]
-    if any(k is None for k in keeps):
-        if all(k is None for k in keeps):
-            return 0
-        i = next(i for i, k in enumerate(keeps) if k is None)
-        raise ValueError(f"{runs[i]}: full vocabulary, other runs prune theirs (kept vocabulary differs)")
+    keeps = [read_kept_ids(r) for r in runs]
+    if all(k is None for k in keeps):
+        return 0
+    for run, keep in zip(runs, keeps, strict=True):
+        if keep is None:
+            raise ValueError(f"{run}: full vocabulary, other runs prune theirs (kept vocabulary differs)")
     widest = max(range(len(runs)), key=lambda i: len(keeps[i]))
     for run, keep in zip(runs, keeps, strict=True):
         if not np.isin(keep, keeps[widest]).all():
@@ -60,8 +55,8 @@ def widest_vocabulary(runs: list[Path]) -> int:
     return widest
 
 
-def check_compatible(runs: list[Path], manifests: list[Manifest]) -> None:
-    """Raise naming the run and the setting that differs from the first run."""
+def check_compatible(runs: list[Path], manifests: list[Manifest]) -> int:
+    """Raise naming the run and the setting that differs from the first run; else the widest run's index."""
     first = manifests[0]
     if first.method != "lora":
         raise ValueError(f"{runs[0]}: method {first.method!r}; only LoRA runs can be souped")
@@ -75,7 +70,7 @@ def check_compatible(runs: list[Path], manifests: list[Manifest]) -> None:
         for key in SHARED:
             if m.train.get(key) != first.train.get(key):
                 raise ValueError(f"{run}: train.{key}={m.train.get(key)!r}, {runs[0]} has {first.train.get(key)!r}")
-    widest_vocabulary(runs)
+    return widest_vocabulary(runs)
 
 
 def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -103,14 +98,13 @@ def soup(runs: list[Path], out: Path) -> Path:
     if len(runs) < 2:
         raise ValueError("a soup needs at least two runs")
     manifests = [read_manifest(r) for r in runs]
-    check_compatible(runs, manifests)
+    widest = check_compatible(runs, manifests)
     state = average_states([load_file(str(r / WEIGHTS)) for r in runs])
     first = manifests[0]
     if first.train.get("weights_dtype") == "float16":
         state = {k: v.half() for k, v in state.items()}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    widest = widest_vocabulary(runs)
     for f in runs[widest].iterdir():  # tokenizer files and kept ids of the widest vocabulary
         if f.is_file() and f.name not in (WEIGHTS, MANIFEST):
             shutil.copy2(f, out / f.name)
