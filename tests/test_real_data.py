@@ -12,9 +12,19 @@ import pytest
 from model.config import Settings
 from model.preprocess import normalize
 from train.dataset import NearDuplicateIndex, load_split, ngrams
+from train.decontaminate import NearCopies, corpus_texts
 from train.evaluate import label_matrix
 from train.negatives import SLICES, load_negatives, slice_of
-from train.realeval import REAL_DIR, SUITE, behaviour_table, load_dev, load_dev_by_file, metrics_by_file, read_rows
+from train.realeval import (
+    REAL_DIR,
+    SUITE,
+    behaviour_table,
+    load_dev,
+    load_dev_by_file,
+    metrics_by_file,
+    read_rows,
+    suite_round,
+)
 
 
 # -- the real development set ------------------------------------------------------------------
@@ -55,6 +65,15 @@ def test_behaviour_cases_are_not_in_the_corpus():
     suite = read_rows([SUITE])
     corpus = {normalize(r["text"]) for split in ("train", "validation", "test") for r in load_split(split)}
     assert not [r["id"] for r in suite if normalize(r["text"]) in corpus]
+
+
+def test_behaviour_cases_of_the_second_round_sit_on_no_corpus_row():
+    """Cases 13 and up (four later writers) were decontaminated against the processed splits with
+    ``python -m train.decontaminate --against corpus``: none may sit on a training, validation or test row."""
+    later = [r for r in read_rows([SUITE]) if suite_round(r) == 2]
+    assert len(later) >= 300
+    finder = NearCopies(corpus_texts(set()))
+    assert not [(r["id"], finder.match(r["text"])) for r in later if finder.match(r["text"])]
 
 
 def test_behaviour_table_counts_exact_label_sets():

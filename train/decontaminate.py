@@ -1,22 +1,27 @@
-"""Drop new authored rows that sit too close to an evaluation item, before they are built.
+"""Keep training rows and evaluation items apart: drop new rows that sit too close to the other side.
 
-``python -m train.decontaminate data/authored/written_w.jsonl [...]`` compares each row with the
-authored test split, the behaviour suite and the real development set, and rewrites the file
-without rows whose character 3-gram Jaccard is ≥ ``--jaccard`` or that share a common substring
-of ``--substring`` or more characters with an evaluation text (after the shared normalisation).
-Writers never see evaluation items, but common boilerplate can still land on one; dropping those
-rows keeps test, behaviour and dev numbers honest. Dropped rows go to ``--dropped`` with the item
-they matched.
+``python -m train.decontaminate data/authored/written_w.jsonl [...]`` compares each new **training**
+row with the evaluation items (the authored test split, the behaviour suite and the real development
+set) and rewrites the file without rows whose character 3-gram Jaccard is ≥ ``--jaccard`` or that
+share a common substring of ``--substring`` or more characters with one (after the shared
+normalisation). Writers never see evaluation items, but common boilerplate can still land on one;
+dropping those rows keeps test, behaviour and dev numbers honest.
+
+``--against corpus`` runs the other direction, for new **evaluation** items (behaviour cases): each
+is compared with every row of the processed splits, so a fresh case that happens to repeat a
+training row is dropped rather than measuring recall of that row. Dropped rows go to ``--dropped``
+with what they matched.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from model.preprocess import normalize
-from train.dataset import NearDuplicateIndex, load_split, ngrams, normalizes, write_jsonl
+from train.dataset import SPLITS, NearDuplicateIndex, load_split, ngrams, normalizes, write_jsonl
 from train.realeval import SUITE, load_dev, read_rows
 
 
@@ -28,6 +33,46 @@ def evaluation_texts(exclude_ids: set[str]) -> list[tuple[str, str]]:
             if r["id"] not in exclude_ids and normalizes(r["text"])]  # fmt: skip
 
 
+def corpus_texts(exclude_ids: set[str]) -> list[tuple[str, str]]:
+    """(where, normalised text) of every row of the processed splits (training, validation, test)."""
+    return [(f"{split}.jsonl:{r['id']}", normalize(r["text"]))
+            for split in SPLITS for r in load_split(split)
+            if r["id"] not in exclude_ids and normalizes(r["text"])]  # fmt: skip
+
+
+def substrings(text: str, n: int) -> set[str]:
+    return {text[i : i + n] for i in range(len(text) - n + 1)}
+
+
+class NearCopies:
+    """Finds the first of ``items`` (where, normalised text) that a text sits too close to."""
+
+    def __init__(self, items: list[tuple[str, str]], jaccard: float = 0.4, substring: int = 12) -> None:
+        self.items, self.jaccard, self.substring = items, jaccard, substring
+        self.index = NearDuplicateIndex([ngrams(t) for _, t in items])
+        self.shared: dict[str, int] = {}  # every n-character substring of an item → that item
+        for i, (_, t) in enumerate(items):
+            self.shared.update(dict.fromkeys(substrings(t, substring), i))
+
+    def match(self, text: str) -> str | None:
+        """Where the closest-found item lives, or None when ``text`` is clear of every item."""
+        text = normalize(text)
+        hits = self.index.find(ngrams(text), self.jaccard)
+        hits = hits or [self.shared[s] for s in substrings(text, self.substring) if s in self.shared][:1]
+        return self.items[hits[0]][0] if hits else None
+
+    def split(self, rows: Iterable[dict]) -> tuple[list[dict], list[dict]]:
+        """(kept, dropped); a dropped row carries ``matched``: the item it sits on."""
+        kept, dropped = [], []
+        for r in rows:
+            where = self.match(r["text"])
+            if where:
+                dropped.append({**r, "matched": where})
+            else:
+                kept.append(r)
+        return kept, dropped
+
+
 def as_written(path: Path) -> list[dict]:
     """The file's rows exactly as written (rewritten unchanged), once :func:`read_rows` has validated them:
     a bad row stops here, named by file and line."""
@@ -35,36 +80,28 @@ def as_written(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def substrings(text: str, n: int) -> set[str]:
-    return {text[i : i + n] for i in range(len(text) - n + 1)}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="+", type=Path)
+    ap.add_argument(
+        "--against",
+        choices=("evaluation", "corpus"),
+        default="evaluation",
+        help="evaluation: new training rows vs evaluation items; corpus: new evaluation items vs the splits",
+    )
     ap.add_argument("--jaccard", type=float, default=0.4)
     ap.add_argument("--substring", type=int, default=12)
     ap.add_argument("--dropped", type=Path, default=Path("runs/decontaminated.jsonl"))
     args = ap.parse_args(argv)
     new = {f: as_written(f) for f in args.files}
     new_ids = {r["id"] for rows in new.values() for r in rows}
-    items = evaluation_texts(new_ids)
-    index = NearDuplicateIndex([ngrams(t) for _, t in items])
-    shared: dict[str, int] = {}  # every n-character substring of an evaluation text → that item
-    for i, (_, t) in enumerate(items):
-        shared.update(dict.fromkeys(substrings(t, args.substring), i))
+    items = (evaluation_texts if args.against == "evaluation" else corpus_texts)(new_ids)
+    finder = NearCopies(items, args.jaccard, args.substring)
     dropped = []
     for f, rows in new.items():
-        kept = []
-        for r in rows:
-            text = normalize(r["text"])
-            hits = index.find(ngrams(text), args.jaccard)
-            hits = hits or [shared[s] for s in substrings(text, args.substring) if s in shared][:1]
-            if hits:
-                dropped.append({**r, "matched": items[hits[0]][0]})
-            else:
-                kept.append(r)
+        kept, gone = finder.split(rows)
         write_jsonl(f, kept)
+        dropped += gone
         print(f"{f}: kept {len(kept)} of {len(rows)}")
     args.dropped.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(args.dropped, dropped)

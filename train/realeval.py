@@ -7,7 +7,9 @@ One report, four parts (each the number a new user would feel first):
   COLD's dev safe comments (never trained on; ``train/negatives.py`` fixes the slices);
 - **COLD person-directed attacks** caught as ``insult`` (ids reviewed by hand in
   ``data/real/cold_dev_person_directed.jsonl``);
-- the **behaviour suite** (``data/behaviour/suite.jsonl``): pass rate per functionality.
+- the **behaviour suite** (``data/behaviour/suite.jsonl``): pass rate per functionality, also per
+  round of writing (cases 01–12 by the first writer, whose cases steered model selection for eight
+  rounds; cases 13 and up by four later writers, measured fresh).
 
     python -m train.realeval --model model/default --datasets ../shared/datasets --out runs/realeval.json
 """
@@ -34,6 +36,13 @@ from train.quoted import unquoted_mask
 REAL_DIR = REPO_ROOT / "data" / "real"
 SUITE = REPO_ROOT / "data" / "behaviour" / "suite.jsonl"
 ORDINARY_CORPORA = ("cped", "kdconv", "cold")
+#: Behaviour cases numbered from here on (``<functionality>-13`` …) came from the second round of writing.
+SECOND_ROUND_FIRST_CASE = 13
+
+
+def suite_round(row: Mapping[str, Any]) -> int:
+    """1 for the suite's first writer, 2 for the four later writers (by case number; data card)."""
+    return 2 if int(row["id"].rsplit("-", 1)[1]) >= SECOND_ROUND_FIRST_CASE else 1
 
 
 def read_rows(paths: Sequence[Path]) -> list[dict[str, Any]]:
@@ -130,6 +139,11 @@ def report(
     blind = unquoted_mask(suite, "behaviour")  # cases never quoted to a writer (train/quoted.py)
     blind_rows = [row for row, keep in zip(suite, blind, strict=True) if keep]
     out["behaviour_unquoted"] = behaviour_summary(blind_rows, pred[blind])
+    rounds = np.array([suite_round(row) for row in suite])
+    out["behaviour_by_round"] = {
+        str(k): behaviour_summary([row for row, r in zip(suite, rounds, strict=True) if r == k], pred[rounds == k])
+        for k in (1, 2)
+    }
     return out
 
 
