@@ -100,9 +100,9 @@ def test_scores_do_not_depend_on_batching(shipped):
 BEHAVIOUR_FLOOR = 0.8
 BEHAVIOUR_OVERALL_FLOOR = 0.9
 BEHAVIOUR_KNOWN_GAPS: dict[str, float] = {
-    # The suite's second round (cases 13 and up, four writers, measured fresh) showed the shipped v2h
-    # (int8 default) mocks of suicide and death it misses: 10 of 12 first-round cases, 5 of 11 fresh
-    # ones, 15 of 23 = 0.652 (train/results/realeval.json; model card, "Round 9"). Held at what it is.
+    # The suite's second round (cases 13 and up, four writers, measured fresh) showed that the shipped
+    # v2h (int8 default) misses much mockery of suicide and death: it passes 10 of 12 first-round cases
+    # and 5 of 11 fresh ones, 15 of 23 = 0.652 (train/results/realeval.json; model card, "Round 9"). Held at what it is.
     "mocking_suicide": 0.65,
 }
 
