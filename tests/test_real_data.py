@@ -67,14 +67,20 @@ def test_behaviour_cases_are_not_in_the_corpus():
     assert not [r["id"] for r in suite if normalize(r["text"]) in corpus]
 
 
-def test_behaviour_cases_of_the_second_round_sit_on_no_corpus_row():
-    """Cases 13 and up (four later writers) were decontaminated against the processed splits with
-    ``python -m train.decontaminate --against corpus``: none may sit on a training, validation or test row."""
-    later = [r for r in read_rows([SUITE]) if suite_round(r) == 2]
+def test_behaviour_cases_of_later_rounds_sit_on_no_corpus_or_candidate_row():
+    """Cases 13 and up (later, blind writers) were decontaminated with ``python -m train.decontaminate
+    --against corpus``: none may sit on a training, validation or test row, nor on a candidate row a
+    later model may train on (the candidates that did were dropped, training side yielding)."""
+    later = [r for r in read_rows([SUITE]) if suite_round(r) >= 2]
     assert len(later) >= 300
-    finder = NearCopies(corpus_texts(set()))
+    finder = NearCopies(corpus_texts(set(), candidates=True))
     _, near = finder.split(later)
     assert not [(r["id"], r["matched"]) for r in near]
+
+
+def test_suite_rounds_follow_case_numbers():
+    ids = ["a-01", "a-12", "a-13", "a-24", "a-25", "a-60"]
+    assert [suite_round({"id": i}) for i in ids] == [1, 1, 2, 2, 3, 3]
 
 
 def test_behaviour_table_counts_exact_label_sets():

@@ -8,9 +8,9 @@ normalisation). Writers never see evaluation items, but common boilerplate can s
 dropping those rows keeps test, behaviour and dev numbers honest.
 
 ``--against corpus`` runs the other direction, for new **evaluation** items (behaviour cases): each
-is compared with every row of the processed splits, so a fresh case that happens to repeat a
-training row is dropped rather than measuring recall of that row. Dropped rows go to ``--dropped``
-with what they matched.
+is compared with every row of the processed splits and of ``data/candidates/`` (written rows that
+a later model may train on), so a fresh case that happens to repeat a training row is dropped
+rather than measuring recall of that row. Dropped rows go to ``--dropped`` with what they matched.
 """
 
 from __future__ import annotations
@@ -20,9 +20,12 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from model.config import REPO_ROOT
 from model.preprocess import normalize
 from train.dataset import SPLITS, NearDuplicateIndex, load_split, ngrams, normalizes, write_jsonl
 from train.realeval import SUITE, load_dev, read_rows
+
+CANDIDATES = REPO_ROOT / "data" / "candidates"
 
 
 def evaluation_texts(exclude_ids: set[str]) -> list[tuple[str, str]]:
@@ -33,10 +36,14 @@ def evaluation_texts(exclude_ids: set[str]) -> list[tuple[str, str]]:
             if r["id"] not in exclude_ids and normalizes(r["text"])]  # fmt: skip
 
 
-def corpus_texts(exclude_ids: set[str]) -> list[tuple[str, str]]:
-    """(where, normalised text) of every row of the processed splits (training, validation, test)."""
-    return [(f"{split}.jsonl:{r['id']}", normalize(r["text"]))
-            for split in SPLITS for r in load_split(split)
+def corpus_texts(exclude_ids: set[str], candidates: bool = False) -> list[tuple[str, str]]:
+    """(where, normalised text) of every row of the processed splits (training, validation, test)
+    and, with ``candidates``, of the candidate rows a later model may train on."""
+    sets = {f"{split}.jsonl": load_split(split) for split in SPLITS}
+    if candidates:
+        sets |= {f"candidates/{f.name}": read_rows([f]) for f in sorted(CANDIDATES.glob("*.jsonl"))}
+    return [(f"{name}:{r['id']}", normalize(r["text"]))
+            for name, rows in sets.items() for r in rows
             if r["id"] not in exclude_ids and normalizes(r["text"])]  # fmt: skip
 
 
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     new = {f: as_written(f) for f in args.files}
     new_ids = {r["id"] for rows in new.values() for r in rows}
-    items = (evaluation_texts if args.against == "evaluation" else corpus_texts)(new_ids)
+    items = evaluation_texts(new_ids) if args.against == "evaluation" else corpus_texts(new_ids, candidates=True)
     finder = NearCopies(items, args.jaccard, args.substring)
     dropped = []
     for f, rows in new.items():
