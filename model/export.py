@@ -166,8 +166,9 @@ def _quantize_int8(src: Path, dst: Path) -> None:
     Weights use 7 bits (``reduce_range``): onnxruntime multiplies uint8 activations by int8 weights
     with pairwise 16-bit sums on CPUs without VNNI (AVX2, most AMD EPYC and older Xeons), which
     saturate on 8-bit weights. With 8 bits the same export scored the real dev set at macro-F1
-    0.850 on a VNNI machine and 0.827 on an AVX2 one; 7 bits cannot saturate, so the scores are
-    the same on every CPU (onnxruntime's quantisation guide recommends it for U8S8 on non-VNNI).
+    0.850 on the machine that calibrated it (likely VNNI) and 0.827 on an AVX2 one. 7-bit weights
+    cannot saturate, so the integer sums are exact on either kind of CPU (onnxruntime's
+    quantisation guide recommends this for U8S8 on non-VNNI machines); checked on AVX2 only.
     Embedding tables (Gather) stay fp32: they cost no compute and quantising them costs accuracy.
     """
     import onnx
