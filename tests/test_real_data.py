@@ -73,7 +73,7 @@ def test_behaviour_cases_of_later_rounds_sit_on_no_corpus_or_candidate_row():
     later model may train on (the candidates that did were dropped, training side yielding)."""
     later = [r for r in read_rows([SUITE]) if suite_round(r) >= 2]
     assert len(later) >= 300
-    finder = NearCopies(corpus_texts(set(), candidates=True))
+    finder = NearCopies(corpus_texts(set()))
     _, near = finder.split(later)
     assert not [(r["id"], r["matched"]) for r in near]
 

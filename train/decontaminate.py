@@ -36,12 +36,11 @@ def evaluation_texts(exclude_ids: set[str]) -> list[tuple[str, str]]:
             if r["id"] not in exclude_ids and normalizes(r["text"])]  # fmt: skip
 
 
-def corpus_texts(exclude_ids: set[str], candidates: bool = False) -> list[tuple[str, str]]:
+def corpus_texts(exclude_ids: set[str]) -> list[tuple[str, str]]:
     """(where, normalised text) of every row of the processed splits (training, validation, test)
-    and, with ``candidates``, of the candidate rows a later model may train on."""
+    and of the candidate rows a later model may train on."""
     sets = {f"{split}.jsonl": load_split(split) for split in SPLITS}
-    if candidates:
-        sets |= {f"candidates/{f.name}": read_rows([f]) for f in sorted(CANDIDATES.glob("*.jsonl"))}
+    sets |= {f"candidates/{f.name}": read_rows([f]) for f in sorted(CANDIDATES.glob("*.jsonl"))}
     return [(f"{name}:{r['id']}", normalize(r["text"]))
             for name, rows in sets.items() for r in rows
             if r["id"] not in exclude_ids and normalizes(r["text"])]  # fmt: skip
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     new = {f: as_written(f) for f in args.files}
     new_ids = {r["id"] for rows in new.values() for r in rows}
-    items = evaluation_texts(new_ids) if args.against == "evaluation" else corpus_texts(new_ids, candidates=True)
+    items = (evaluation_texts if args.against == "evaluation" else corpus_texts)(new_ids)
     finder = NearCopies(items, args.jaccard, args.substring)
     dropped = []
     for f, rows in new.items():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -46,8 +47,7 @@ def suite_round(row: Mapping[str, Any]) -> int:
     Round 1 (one writer) steered model selection for months, so it is no longer blind; later
     rounds were written blind and are reported apart to show what a fresh test says.
     """
-    number = int(row["id"].rsplit("-", 1)[1])
-    return max(k for k, first in enumerate(ROUND_FIRST_CASES, 1) if number >= first)
+    return bisect_right(ROUND_FIRST_CASES, int(row["id"].rsplit("-", 1)[1]))
 
 
 def read_rows(paths: Sequence[Path]) -> list[dict[str, Any]]:
