@@ -133,6 +133,17 @@ class DistillConfig(_Section):
     layers: list[int] = Field([1, 3, 5, 7, 9, 11], description="teacher encoder layers the student keeps")
     augment_copies: int = Field(4, ge=0, description="extra noisy variants of each written/template row in the pool")
     alpha: float = Field(0.5, ge=0, le=1, description="labelled rows: weight of the teacher's score vs the label")
+    extra_labelled_dir: Path | None = Field(
+        None,
+        description="labelled JSONL rows the teacher never trained on (e.g. data/candidates), added to the pool "
+        "with their noisy variants; None = none",
+    )
+    extra_alpha: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="those rows: weight of the teacher's score vs the label (the teacher never saw them)",
+    )
     teacher_backend: Literal["torch", "onnx"] = Field(
         "onnx",
         description="what scores the pool with the teacher: onnx (int8, the backend users get, about 4x faster "

@@ -69,6 +69,31 @@ def test_soft_targets_mix_label_and_teacher_only_where_the_label_is_known():
     np.testing.assert_allclose(soft_targets(t, 0.25).numpy(), [[0.8, 0.225, 0.0], [0.6, 0.1, 0.4]], rtol=1e-6)
 
 
+def test_a_row_with_its_own_weight_uses_it_and_the_rest_use_alpha():
+    t = Targets(ids=[[1], [2], [3]], teacher=np.array([[0.2, 0.9, 0.0], [0.6, 0.1, 0.4], [0.2, 0.9, 0.0]], np.float32),
+                labels=np.array([[1, 0, 0], [np.nan] * 3, [1, 0, 0]], np.float32), n_rows=3,
+                alpha=np.array([0.0, 0.0, np.nan], np.float32))  # fmt: skip
+    np.testing.assert_allclose(
+        soft_targets(t, 0.25).numpy(), [[1.0, 0.0, 0.0], [0.6, 0.1, 0.4], [0.8, 0.225, 0.0]], rtol=1e-6
+    )
+
+
+def test_extra_labelled_rows_join_the_pool_with_their_labels_weight_and_variants(datasets, small_data):
+    settings = Settings.load(None, [f"data.out_dir={small_data}", "distill.extra_alpha=0.1"])
+    train_row = load_split("train", small_data)[0]
+    extra = [
+        {"id": "cand-1", "text": "你再不还钱，小心你家里人出门的时候", "labels": ["threat"], "speaker": "agent",
+         "listener": "debtor", "source": "written"},
+        {**train_row, "id": "cand-2", "labels": []},  # same text as a training row: the training label wins
+    ]  # fmt: skip
+    rows = build_pool(datasets, settings, augment_copies=1, extra=extra)
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["cand-1"]["labels"] == ["threat"] and by_id["cand-1"]["target_alpha"] == 0.1
+    assert by_id["cand-1-aug1"]["labels"] == ["threat"] and by_id["cand-1-aug1"]["target_alpha"] == 0.1
+    assert "cand-2" not in by_id and by_id[train_row["id"]]["labels"] == train_row["labels"]
+    assert "target_alpha" not in by_id[train_row["id"]]
+
+
 def test_pool_holds_training_slices_only_and_never_a_dev_text(datasets, small_data):
     settings = Settings.load(None, [f"data.out_dir={small_data}"])
     rows = build_pool(datasets, settings, augment_copies=1)
@@ -94,6 +119,9 @@ def test_teacher_scores_are_cached_by_content(teacher, tmp_path, monkeypatch):
     rows = [{"text": t, "speaker": "agent", "listener": "debtor", "labels": None} for t in ("你好", "请尽快还款")]
     first = teacher_targets(clf, rows, tmp_path)
     np.testing.assert_allclose(first.teacher, clf.predict_proba(rows), atol=1e-6)  # one window per short row
+    assert np.isnan(first.alpha).all()  # no row of its own weight
+    weighted = teacher_targets(clf, [{**rows[0], "target_alpha": 0.1}, rows[1]], tmp_path)
+    np.testing.assert_allclose(weighted.alpha, [0.1, np.nan])
 
     def recompute(*args, **kwargs):
         raise RuntimeError("teacher scores were recomputed")

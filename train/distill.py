@@ -35,7 +35,7 @@ from model.classifier import Classifier
 from model.config import SHIPPED_MODEL_DIR, Settings, physical_cores
 from model.labels import VIOLATIONS
 from model.preprocess import Segment, encode_windows, make_windows
-from train.dataset import hash_rows, load_split
+from train.dataset import hash_rows, load_authored, load_split
 from train.evaluate import choose_thresholds, label_matrix
 from train.finetune import make_optimizer, pad_tensors, round_to_float16, split_metrics, step_schedule
 from train.pool import build_pool
@@ -51,6 +51,7 @@ class Targets:
     teacher: np.ndarray  # (windows, labels) teacher sigmoid scores
     labels: np.ndarray  # (windows, labels); rows without labels are NaN
     n_rows: int
+    alpha: np.ndarray | None = None  # (windows,) the row's own teacher weight; NaN = the configured alpha
 
 
 def teacher_targets(teacher: Classifier, rows: list[dict[str, Any]], cache_dir: Path) -> Targets:
@@ -62,6 +63,7 @@ def teacher_targets(teacher: Classifier, rows: list[dict[str, Any]], cache_dir: 
         [[label in r["labels"] for label in VIOLATIONS] if r["labels"] is not None else [np.nan] * 3 for r in rows],
         dtype=np.float32,
     ).reshape(-1, len(VIOLATIONS))
+    alpha_rows = np.array([r.get("target_alpha", np.nan) for r in rows], dtype=np.float32)
     key = hashlib.sha256(
         (teacher.manifest.weights_sha256 + json.dumps(ids, separators=(",", ":"))).encode()
     ).hexdigest()[:16]
@@ -75,7 +77,8 @@ def teacher_targets(teacher: Classifier, rows: list[dict[str, Any]], cache_dir: 
             scores[start : start + step] = teacher.window_scores(windows[start : start + step])
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, key=key, scores=scores)
-    return Targets(ids, scores, y_rows[[w.segment for w in windows]], len(rows))
+    of_window = [w.segment for w in windows]
+    return Targets(ids, scores, y_rows[of_window], len(rows), alpha_rows[of_window])
 
 
 def make_student(teacher_model, layers: list[int]):
@@ -99,9 +102,15 @@ class Fitted:
 
 
 def soft_targets(targets: Targets, alpha: float) -> torch.Tensor:
-    """The teacher's scores; on labelled windows ``alpha`` × teacher + (1 − ``alpha``) × label."""
+    """The teacher's scores; on labelled windows ``alpha`` × teacher + (1 − ``alpha``) × label.
+
+    A window whose row carries its own weight (``targets.alpha``, rows the teacher never trained
+    on) uses that instead: there the teacher's score is a guess and the label is the answer.
+    """
     known = ~np.isnan(targets.labels)
-    mixed = np.where(known, alpha * targets.teacher + (1 - alpha) * np.nan_to_num(targets.labels), targets.teacher)
+    a = np.full(len(targets.ids), alpha, np.float32) if targets.alpha is None else targets.alpha
+    a = np.where(np.isnan(a), alpha, a)[:, None]
+    mixed = np.where(known, a * targets.teacher + (1 - a) * np.nan_to_num(targets.labels), targets.teacher)
     return torch.from_numpy(mixed.astype(np.float32))
 
 
@@ -189,7 +198,8 @@ def distill(settings: Settings) -> Path:
     keep = read_kept_ids(teacher_dir)
     if settings.data.negatives_dir is None:
         raise ValueError("distill needs the public datasets: set data.negatives_dir (e.g. ../shared/datasets)")
-    rows = build_pool(Path(settings.data.negatives_dir), settings, cfg.augment_copies)
+    extra = load_authored(cfg.extra_labelled_dir) if cfg.extra_labelled_dir else None
+    rows = build_pool(Path(settings.data.negatives_dir), settings, cfg.augment_copies, extra)
     if cfg.max_pool_rows:
         rows = rows[:: max(1, len(rows) // cfg.max_pool_rows)][: cfg.max_pool_rows]
     targets = teacher_targets(teacher, rows, Path(cfg.out_dir))
