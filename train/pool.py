@@ -8,8 +8,7 @@ pool is every text the teacher may legitimately be asked about and that no evalu
 - ``augment_copies`` extra noisy variants (ASR noise, traditional characters, obfuscation) of its
   written and template rows;
 - every **training** slice row of CPED and KdConv (split by dialogue, as in :mod:`train.negatives`);
-- every COLD ``train.csv`` comment, safe and offensive (the upstream training split).
-
+- every COLD ``train.csv`` comment, safe and offensive (the upstream training split);
 - optionally labelled rows the teacher never trained on (``extra``, e.g. ``data/candidates``), with
   their noisy variants; each carries ``target_alpha`` so the student can weigh their label above
   the teacher's score (:func:`train.distill.soft_targets`).
