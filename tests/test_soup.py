@@ -1,5 +1,6 @@
-"""train.soup: averaging LoRA runs gives exactly the mean of their merged weights, and refuses runs
-that cannot be averaged (other method, LoRA rank, vocabulary), naming the setting."""
+"""train.soup: averaging LoRA runs (or students of one teacher) gives exactly the mean of their
+merged weights, and refuses runs that cannot be averaged (other method, LoRA rank, vocabulary,
+teacher), naming the setting."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from model.architecture import base_fingerprint, build_model, load_tokenizer
 from model.artifact import KEPT_IDS, MANIFEST, Manifest, load_artifact, save_artifact
 from model.labels import VIOLATIONS
+from tests.conftest import tiny_bert
 from train.soup import soup
 
 
@@ -77,3 +79,48 @@ def test_soup_takes_the_widest_vocabulary_that_contains_the_others(tmp_path, tin
     np.save(b / KEPT_IDS, np.arange(5, 30, dtype=np.int32))
     with pytest.raises(ValueError, match="not contained"):
         soup([a, b], tmp_path / "crossing")
+
+
+def student_artifact(out: Path, base: Path, seed: int, teacher_sha: str = "t" * 64) -> Path:
+    """A tiny distilled student (method ``top``, layers 1 and 3 of a 4-layer base) with random trained weights."""
+    train = {"method": "top", "layers": [1, 3], "top_layers": 2, "weights_dtype": "float16", "seed": seed,
+             "distilled_from": {"name": "tiny-teacher", "version": "0.0.0", "weights_sha256": teacher_sha}}  # fmt: skip
+    model = build_model(str(base), "top", train, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".encoder." in name or name.startswith("classifier."):
+                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    manifest = Manifest(name="tiny-student", version=f"0.0.0-student2-s{seed}", method="top",
+                        base=base_fingerprint(str(base), None), thresholds=dict.fromkeys(VIOLATIONS, 0.5),
+                        max_length=32, stride=8, train=train)  # fmt: skip
+    return save_artifact(out, model, load_tokenizer(base), manifest, keep=None)
+
+
+@pytest.fixture(scope="module")
+def base4(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    return tiny_bert(tmp_path_factory.mktemp("soup_base4"), tiny_tokenizer_dir, seed=3, layers=4)
+
+
+def test_soup_of_students_is_the_mean_of_their_weights(tmp_path, base4):
+    """Students of one teacher start from the same layers, so their tensors are averaged directly."""
+    a = student_artifact(tmp_path / "a", base4, seed=1)
+    b = student_artifact(tmp_path / "b", base4, seed=2)
+    out = soup([a, b], tmp_path / "soup")
+    wa, wb, ws = merged(a), merged(b), merged(out)
+    moved = 0
+    for key in ws:  # float16 storage: the mean of two float16 tensors, rounded once more
+        torch.testing.assert_close(ws[key], (wa[key] + wb[key]) / 2, atol=2e-3, rtol=2e-3)
+        moved += not torch.allclose(wa[key], wb[key])
+    assert moved > 0
+    manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    assert manifest["method"] == "top" and manifest["train"]["layers"] == [1, 3]
+    assert "lora_r" not in manifest["train"] and manifest["version"] == "0.0.0-student2-soup2"
+    assert [r["seed"] for r in manifest["train"]["soup_of"]] == [1, 2]
+
+
+def test_students_of_different_teachers_are_refused(tmp_path, base4):
+    a = student_artifact(tmp_path / "a", base4, seed=1)
+    b = student_artifact(tmp_path / "b", base4, seed=2, teacher_sha="u" * 64)
+    with pytest.raises(ValueError, match="distilled_from"):
+        soup([a, b], tmp_path / "x")

@@ -1,9 +1,13 @@
-"""Average LoRA fine-tunes of one base into one artifact (a "model soup", Wortsman et al. 2022).
+"""Average runs that start from one network into one artifact (a "model soup", Wortsman et al. 2022).
 
 Runs that differ only in seed land on different sides of the same decision boundary: on the
 real-speech measures (a 408-row dev set, behaviour functionalities of 12 cases) one seed passes
 where another fails, and no single run is the better model. Averaging their weight updates keeps
 what the runs agree on at the cost of one model's inference, unlike an ensemble.
+
+Two kinds of run can be averaged: LoRA fine-tunes of one base, and distilled students (method
+``top``) of one teacher, which all start from the same copy of the teacher's layers and head, so
+their weights stay in one basin; their tensors are averaged directly.
 
 The average is exact for LoRA: concatenating the runs' ``A`` matrices (rank axis) and their ``B``
 matrices divided by N gives ``B' A' = mean_i(B_i A_i)``; rank and ``lora_alpha`` both grow N-fold
@@ -31,7 +35,9 @@ from model.artifact import MANIFEST, WEIGHTS, Manifest, read_kept_ids, read_mani
 from model.config import TrainConfig
 
 #: manifest ``train`` settings the runs must share for their weights to be averaged
-SHARED = ("method", "lora_r", "lora_alpha", "top_layers", "layers", "weights_dtype")
+SHARED = ("method", "lora_r", "lora_alpha", "top_layers", "layers", "weights_dtype", "distilled_from")
+#: methods whose runs share a starting point: LoRA (the base) and ``top`` students (their teacher)
+SOUPABLE = ("lora", "top")
 
 
 def widest_vocabulary(runs: list[Path]) -> int:
@@ -58,8 +64,10 @@ def widest_vocabulary(runs: list[Path]) -> int:
 def check_compatible(runs: list[Path], manifests: list[Manifest]) -> int:
     """Raise naming the run and the setting that differs from the first run; else the widest run's index."""
     first = manifests[0]
-    if first.method != "lora":
-        raise ValueError(f"{runs[0]}: method {first.method!r}; only LoRA runs can be souped")
+    if first.method not in SOUPABLE:
+        raise ValueError(f"{runs[0]}: method {first.method!r}; only {' and '.join(SOUPABLE)} runs can be souped")
+    if first.method == "top" and not first.train.get("distilled_from"):
+        raise ValueError(f"{runs[0]}: method 'top' without distilled_from; only students of one teacher can be souped")
     for run, m in zip(runs[1:], manifests[1:], strict=True):
         if m.base["encoder"] != first.base["encoder"] or m.base.get("sha256") != first.base.get("sha256"):
             raise ValueError(f"{run}: base encoder {m.base} differs from {runs[0]}'s {first.base}")
@@ -92,6 +100,15 @@ def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
     return out
 
 
+def lora_rank(first: Manifest, n: int) -> dict[str, int]:
+    """The soup's LoRA rank and alpha (N-fold, see the module docstring); nothing for other methods."""
+    if first.method != "lora":
+        return {}
+    defaults = TrainConfig()
+    return {"lora_r": first.train.get("lora_r", defaults.lora_r) * n,
+            "lora_alpha": first.train.get("lora_alpha", defaults.lora_alpha) * n}  # fmt: skip
+
+
 def soup(runs: list[Path], out: Path) -> Path:
     """Write the averaged artifact to ``out`` (tokenizer and kept vocabulary of the widest run)."""
     runs = [Path(r) for r in runs]
@@ -109,9 +126,8 @@ def soup(runs: list[Path], out: Path) -> Path:
         if f.is_file() and f.name not in (WEIGHTS, MANIFEST):
             shutil.copy2(f, out / f.name)
     save_file(state, str(out / WEIGHTS))
-    n, defaults = len(runs), TrainConfig()
-    first.train = {**first.train, "lora_r": first.train.get("lora_r", defaults.lora_r) * n,
-                   "lora_alpha": first.train.get("lora_alpha", defaults.lora_alpha) * n,
+    n = len(runs)
+    first.train = {**first.train, **lora_rank(first, n),
                    "soup_of": [{"version": m.version, "weights_sha256": m.weights_sha256, "seed": m.train.get("seed"),
                                 "train_data_sha256": m.train_data_sha256} for m in manifests]}  # fmt: skip
     first.version = f"{first.version.rsplit('-s', 1)[0]}-soup{n}"
@@ -124,7 +140,9 @@ def soup(runs: list[Path], out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="artifact folders of LoRA runs on the same base")
+    ap.add_argument(
+        "runs", nargs="+", type=Path, help="artifact folders: LoRA runs of one base, or students of one teacher"
+    )
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     out = soup(args.runs, args.out)
