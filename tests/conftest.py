@@ -66,6 +66,12 @@ def tiny_base(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     return tiny_bert(tmp_path_factory.mktemp("tiny_base"), tiny_tokenizer_dir, seed=0)
 
 
+@pytest.fixture(scope="session")
+def base4(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    """A tiny 4-layer base, so a student can keep some of its layers (distillation, soups)."""
+    return tiny_bert(tmp_path_factory.mktemp("base4"), tiny_tokenizer_dir, seed=3, layers=4)
+
+
 def make_tiny_artifact(out: Path, base: Path, thresholds: dict[str, float] | None = None, seed: int = 1) -> Path:
     """An untrained (random head) artifact over the tiny base: real model, meaningless scores."""
     from model.architecture import base_fingerprint, build_model, load_tokenizer

@@ -14,17 +14,12 @@ from model.architecture import build_model, keep_encoder_layers
 from model.classifier import Classifier
 from model.config import InferenceConfig, Settings
 from model.preprocess import normalize
-from tests.conftest import make_tiny_artifact, tiny_bert
+from tests.conftest import make_tiny_artifact
 from train.dataset import load_split
 from train.distill import Targets, distill, make_student, soft_targets, teacher_targets
 from train.pool import build_pool
 
 TORCH = InferenceConfig(backend="torch")
-
-
-@pytest.fixture(scope="module")
-def base4(tmp_path_factory, tiny_tokenizer_dir) -> Path:
-    return tiny_bert(tmp_path_factory.mktemp("base4"), tiny_tokenizer_dir, seed=3, layers=4)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import torch
 from model.architecture import base_fingerprint, build_model, load_tokenizer
 from model.artifact import KEPT_IDS, MANIFEST, Manifest, load_artifact, save_artifact
 from model.labels import VIOLATIONS
-from tests.conftest import tiny_bert
 from train.soup import soup
 
 
@@ -95,11 +94,6 @@ def student_artifact(out: Path, base: Path, seed: int, teacher_sha: str = "t" * 
                         base=base_fingerprint(str(base), None), thresholds=dict.fromkeys(VIOLATIONS, 0.5),
                         max_length=32, stride=8, train=train)  # fmt: skip
     return save_artifact(out, model, load_tokenizer(base), manifest, keep=None)
-
-
-@pytest.fixture(scope="module")
-def base4(tmp_path_factory, tiny_tokenizer_dir) -> Path:
-    return tiny_bert(tmp_path_factory.mktemp("soup_base4"), tiny_tokenizer_dir, seed=3, layers=4)
 
 
 def test_soup_of_students_is_the_mean_of_their_weights(tmp_path, base4):

@@ -43,7 +43,7 @@ SOUPABLE = ("lora", "top")
 def widest_vocabulary(runs: list[Path]) -> int:
     """Index of the run whose kept vocabulary contains every other run's.
 
-    Embeddings are frozen under LoRA, so a token's row is the base's in every run: runs trained on
+    Embeddings are frozen (LoRA and students alike), so a token's row is the base's in every run: runs trained on
     different data (whose kept vocabularies differ by the new data's rare characters) can share
     the widest vocabulary. A token a run never kept was UNK to it, now it is itself: the soup is a
     new model and is calibrated and evaluated as one.
