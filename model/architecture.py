@@ -165,8 +165,11 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def load_trainable(model, state: dict[str, torch.Tensor]):
-    """Put saved trained parameters into a freshly built model; merge LoRA for fast inference."""
+def load_trainable(model, state: dict[str, torch.Tensor], merge: bool = True):
+    """Put saved trained parameters into a freshly built model; merge LoRA for fast inference.
+
+    ``merge=False`` keeps LoRA adapters apart, for training them further (self-distillation).
+    """
     expected = {n for n, p in model.named_parameters() if p.requires_grad}
     if set(state) != expected:
         missing, extra = sorted(expected - set(state))[:5], sorted(set(state) - expected)[:5]
@@ -179,7 +182,7 @@ def load_trainable(model, state: dict[str, torch.Tensor]):
                     f"artifact weight {name} has shape {tuple(value.shape)}, model {tuple(params[name].shape)}"
                 )
             params[name].copy_(value.to(params[name].dtype))
-    if hasattr(model, "merge_and_unload"):
+    if merge and hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     model.eval()
     return model

@@ -108,8 +108,11 @@ def read_kept_ids(path: Path) -> np.ndarray | None:
     return np.load(file).astype(np.int64) if file.exists() else None
 
 
-def load_artifact(path: Path):
-    """Rebuild the full network from the base encoder and the artifact; returns (model, tokenizer, manifest)."""
+def load_artifact(path: Path, merge: bool = True):
+    """Rebuild the full network from the base encoder and the artifact; returns (model, tokenizer, manifest).
+
+    ``merge=False`` leaves LoRA adapters unmerged (and trainable), for training them further.
+    """
     path = Path(path)
     manifest = read_manifest(path)
     keep = read_kept_ids(path)
@@ -124,7 +127,7 @@ def load_artifact(path: Path):
     if state_hash(state) != manifest.weights_sha256:
         raise ValueError(f"{path / WEIGHTS}: weights hash does not match the manifest (file changed or corrupted)")
     model = build_model(resolve_base(encoder, keep), manifest.method, manifest.train)
-    model = load_trainable(model, state)
+    model = load_trainable(model, state, merge=merge)
     tokenizer = load_tokenizer(path)
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(f"{path}: tokenizer has {len(tokenizer)} pieces, model only {model.config.vocab_size}")

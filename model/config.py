@@ -130,6 +130,12 @@ class DistillConfig(_Section):
     """A smaller student learns the teacher's scores (``collectguard distill``)."""
 
     teacher: Path | None = Field(None, description="teacher artifact (None = the shipped default model)")
+    method: Literal["top", "lora"] = Field(
+        "top",
+        description="top: a smaller student of the teacher's kept ``layers``, each trained in full; lora: "
+        "self-distillation, the teacher's own network (every layer) trains its LoRA adapters and head further "
+        "on the pool, so the result has the teacher's size and speed (needs a LoRA teacher; ``layers`` unused)",
+    )
     layers: list[int] = Field([1, 3, 5, 7, 9, 11], description="teacher encoder layers the student keeps")
     augment_copies: int = Field(4, ge=0, description="extra noisy variants of each written/template row in the pool")
     alpha: float = Field(0.5, ge=0, le=1, description="labelled rows: weight of the teacher's score vs the label")

@@ -144,6 +144,43 @@ def test_distilled_student_is_an_artifact_that_reproduces_its_scores(teacher, sm
     np.testing.assert_allclose(student.predict_proba(load_split("validation", small_data)), in_memory, atol=1e-6)
 
 
+def test_self_distillation_trains_the_lora_teachers_own_adapters_into_an_artifact_of_its_shape(
+    base4, small_data, datasets, tmp_path
+):
+    from model.architecture import base_fingerprint, load_tokenizer
+    from model.artifact import Manifest, save_artifact
+    from model.labels import VIOLATIONS
+
+    lora_cfg = {"lora_r": 2, "lora_alpha": 4, "lora_dropout": 0.0, "top_layers": None, "layers": None}
+    manifest = Manifest(name="tiny-lora", version="0.0.1-test", method="lora", base=base_fingerprint(str(base4), None),
+                        thresholds=dict.fromkeys(VIOLATIONS, 0.5), max_length=32, stride=8, train=lora_cfg)  # fmt: skip
+    lora_teacher = save_artifact(tmp_path / "lora", build_model(str(base4), "lora", lora_cfg, seed=3),
+                                 load_tokenizer(base4), manifest, keep=None)  # fmt: skip
+    settings = Settings.load(None, [
+        f"data.out_dir={small_data}", f"data.negatives_dir={datasets}", f"distill.teacher={lora_teacher}",
+        "distill.method=lora", "distill.max_steps=3", "distill.batch_size=8", "distill.max_pool_rows=64",
+        "distill.augment_copies=1", "distill.learning_rate=0.05", f"distill.out_dir={tmp_path / 'run'}",
+    ])  # fmt: skip
+    artifact = distill(settings)
+    saved = json.loads((artifact / "collectguard.json").read_text())
+    assert saved["method"] == "lora" and saved["train"]["lora_r"] == 2 and saved["train"]["layers"] is None
+    assert saved["name"] == "tiny-lora" and "-selfdistill-s" in saved["version"]
+    student, before = Classifier.load(artifact, config=TORCH), Classifier.load(lora_teacher, config=TORCH)
+    assert student.model.config.num_hidden_layers == 4  # every layer: the teacher's size
+    assert saved["weights_sha256"] != before.manifest.weights_sha256  # the adapters moved
+    in_memory = np.load(tmp_path / "run" / "validation_probs.npy")
+    np.testing.assert_allclose(student.predict_proba(load_split("validation", small_data)), in_memory, atol=1e-5)
+
+
+def test_self_distillation_refuses_a_teacher_without_lora(teacher, small_data, datasets, tmp_path):
+    settings = Settings.load(None, [
+        f"data.out_dir={small_data}", f"data.negatives_dir={datasets}", f"distill.teacher={teacher}",
+        "distill.method=lora", "distill.max_steps=1", "distill.max_pool_rows=16", f"distill.out_dir={tmp_path}",
+    ])  # fmt: skip
+    with pytest.raises(ValueError, match=r"distill\.method=lora needs a LoRA teacher; .* trained with 'head'"):
+        distill(settings)
+
+
 def test_student_gap_holds_each_measure_to_its_bar():
     from train.student_gap import gap, rows_of
 

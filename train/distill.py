@@ -9,7 +9,9 @@ student also learns where the teacher is wrong on the training data.
 Three steps, like :mod:`train.finetune`: :func:`teacher_targets` (the pool cut into windows and
 scored once by the teacher, cached by content hash so a rerun skips it), :func:`fit_student`
 and :func:`save_student` (per-label thresholds on validation data, test metrics, the artifact).
-The student is an ordinary artifact (method ``top`` on the kept ``layers``): ``Classifier.load``
+``distill.method=lora`` instead trains the teacher's own LoRA adapters further on the same targets
+(self-distillation: a model of the teacher's size). The student is an ordinary artifact (method
+``top`` on the kept ``layers``, or ``lora``): ``Classifier.load``
 reads it like any other, and ``python -m train.calibrate`` picks its off-domain thresholds the
 same way as the teacher's.
 """
@@ -30,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from model.architecture import keep_encoder_layers, trainable_state
-from model.artifact import MANIFEST, Manifest, read_kept_ids, write_manifest, write_model_files
+from model.artifact import MANIFEST, Manifest, load_artifact, read_kept_ids, write_manifest, write_model_files
 from model.classifier import Classifier
 from model.config import SHIPPED_MODEL_DIR, Settings, physical_cores
 from model.labels import VIOLATIONS
@@ -94,6 +96,22 @@ def make_student(teacher_model, layers: list[int]):
     return student
 
 
+def make_self_student(teacher_dir: Path):
+    """The teacher's own network with its LoRA adapters unmerged: adapters and head train, the rest is frozen.
+
+    Self-distillation (born-again networks): the 6-layer students trained on this pool ended
+    ahead of their teacher on the real dev set and the written test, so the same targets may
+    lift a network of the teacher's size. Continuing the teacher's adapters keeps the artifact
+    the teacher's shape (LoRA factors + head, about 5 MB) and its start the teacher's scores.
+    """
+    model, _, manifest = load_artifact(teacher_dir, merge=False)
+    if manifest.method != "lora":
+        raise ValueError(
+            f"distill.method=lora needs a LoRA teacher; {teacher_dir} was trained with {manifest.method!r}"
+        )
+    return model
+
+
 @dataclass
 class Fitted:
     steps: int
@@ -147,17 +165,24 @@ def fit_student(settings: Settings, student, targets: Targets, pad_id: int) -> F
 
 
 def student_manifest(teacher: Classifier, settings: Settings, pool_rows: int) -> Manifest:
-    """The student's manifest: the teacher's base and windows, method ``top`` on the kept layers."""
+    """The student's manifest: the teacher's base and windows; ``top`` on the kept layers or the teacher's LoRA."""
     cfg = settings.distill
+    if cfg.method == "lora":
+        shape = {k: teacher.manifest.train.get(k) for k in ("lora_r", "lora_alpha", "lora_dropout", "top_layers")}
+        shape["layers"] = None
+        name, version = teacher.name, f"-selfdistill-s{cfg.seed}"
+    else:
+        shape = {"layers": list(cfg.layers), "top_layers": len(cfg.layers)}
+        name, version = "collectguard-student", f"-student{len(cfg.layers)}-s{cfg.seed}"
     train = {
-        "method": "top", "layers": list(cfg.layers), "top_layers": len(cfg.layers), "weights_dtype": "float16",
+        "method": cfg.method, **shape, "weights_dtype": "float16",
         "distilled_from": {"name": teacher.name, "version": teacher.version,
                            "weights_sha256": teacher.manifest.weights_sha256},
-        "pool_rows": pool_rows, **cfg.model_dump(mode="json", exclude={"layers", "teacher", "out_dir"}),
+        "pool_rows": pool_rows, **cfg.model_dump(mode="json", exclude={"layers", "teacher", "out_dir", "method"}),
     }  # fmt: skip
     return Manifest(
-        name="collectguard-student", version=time.strftime("%Y.%m.%d") + f"-student{len(cfg.layers)}-s{cfg.seed}",
-        method="top", base=dict(teacher.manifest.base), thresholds=dict.fromkeys(VIOLATIONS, 0.5),
+        name=name, version=time.strftime("%Y.%m.%d") + version,
+        method=cfg.method, base=dict(teacher.manifest.base), thresholds=dict.fromkeys(VIOLATIONS, 0.5),
         max_length=teacher.manifest.max_length, stride=teacher.manifest.stride, train=train,
     )  # fmt: skip
 
@@ -202,8 +227,8 @@ def distill(settings: Settings) -> Path:
     rows = build_pool(Path(settings.data.negatives_dir), settings, cfg.augment_copies, extra)
     if cfg.max_pool_rows:
         rows = rows[:: max(1, len(rows) // cfg.max_pool_rows)][: cfg.max_pool_rows]
+    student = make_self_student(teacher_dir) if cfg.method == "lora" else make_student(teacher.model, list(cfg.layers))
     targets = teacher_targets(teacher, rows, Path(cfg.out_dir))
-    student = make_student(teacher.model, list(cfg.layers))
     fitted = fit_student(settings, student, targets, teacher.tokenizer.pad_token_id)
     return save_student(settings, teacher, student, fitted, len(rows), keep)
 
