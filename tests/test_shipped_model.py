@@ -74,16 +74,15 @@ def test_a_threat_buried_in_a_long_polite_turn_is_found(shipped):
     assert len(shipped.tokenizer(text)["input_ids"]) > shipped.manifest.max_length  # it really needed windows
 
 
-#: the issue's 0.91, lowered to the shipped model's measured 0.9065 (see the test below)
-WRITTEN_TEST_MACRO_F1_FLOOR = 0.906
+#: the real-speech issue's target (the shipped model, v2h self-distilled, measures 0.927)
+WRITTEN_TEST_MACRO_F1_FLOOR = 0.91
 
 
 def test_targets_on_the_written_test_split(shipped):
     rows = load_split("test", written_only=True)
     report, _ = evaluate_rows(shipped, rows)
-    # The targets are 0.91 and 4 %. With 7-bit int8 weights (scores no longer depend on the
-    # CPU) and thresholds recalibrated on those scores, v2h measures 0.9065 and 3.1 % (model card,
-    # "Round 11"): macro-F1 is held at what it is, so a regression still fails; the FPR target holds.
+    # The targets are 0.91 and 4 %; on the 7-bit int8 default at its calibrated thresholds the
+    # shipped model measures 0.927 and 2.8 % (model card, "Round 14").
     assert report["macro_f1"] >= WRITTEN_TEST_MACRO_F1_FLOOR
     assert report["compliant_false_positive_rate"] <= 0.04
 
@@ -105,13 +104,10 @@ def test_scores_do_not_depend_on_batching(shipped):
 #: model card lists the gap.
 BEHAVIOUR_FLOOR = 0.8
 BEHAVIOUR_OVERALL_FLOOR = 0.9
-BEHAVIOUR_KNOWN_GAPS: dict[str, float] = {
-    # Fresh rounds of the suite (cases 13 and up, written blind) show that the shipped v2h (7-bit int8
-    # default, thresholds recalibrated on it) misses much mockery of suicide and death: 9 of 12
-    # first-round cases, 5 of 11 in round 2 and 26 of 37 in round 3, 40 of 60 = 0.667
-    # (train/results/realeval.json; model card, "Round 11"). Held at what it is.
-    "mocking_suicide": 0.66,
-}
+#: None since round 14: the self-distilled default passes every functionality (worst
+#: customer_insults_agent 49 / 61 = 0.803; train/results/realeval.json). v2h, the default before,
+#: passed mockery of suicide only 40 of 60 times.
+BEHAVIOUR_KNOWN_GAPS: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
