@@ -72,19 +72,30 @@ def base4(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     return tiny_bert(tmp_path_factory.mktemp("base4"), tiny_tokenizer_dir, seed=3, layers=4)
 
 
-def make_tiny_artifact(out: Path, base: Path, thresholds: dict[str, float] | None = None, seed: int = 1) -> Path:
-    """An untrained (random head) artifact over the tiny base: real model, meaningless scores."""
+def make_tiny_artifact(
+    out: Path,
+    base: Path,
+    thresholds: dict[str, float] | None = None,
+    seed: int = 1,
+    method: str = "head",
+    train: dict | None = None,
+) -> Path:
+    """An untrained (random head) artifact over the tiny base: real model, meaningless scores.
+
+    ``method`` and ``train`` build it another way, e.g. ``lora`` with its settings (untrained adapters).
+    """
     from model.architecture import base_fingerprint, build_model, load_tokenizer
 
-    model = build_model(str(base), "head", {}, seed=seed)
+    model = build_model(str(base), method, train or {}, seed=seed)
     manifest = Manifest(
         name="tiny-test",
         version="0.0.0-test",
-        method="head",
+        method=method,
         base=base_fingerprint(str(base), None),
         thresholds=thresholds or dict.fromkeys(VIOLATIONS, 0.5),
         max_length=32,
         stride=8,
+        train=dict(train or {}),
     )
     return save_artifact(out, model, load_tokenizer(base), manifest, keep=None)
 

@@ -147,15 +147,8 @@ def test_distilled_student_is_an_artifact_that_reproduces_its_scores(teacher, sm
 def test_self_distillation_trains_the_lora_teachers_own_adapters_into_an_artifact_of_its_shape(
     base4, small_data, datasets, tmp_path
 ):
-    from model.architecture import base_fingerprint, load_tokenizer
-    from model.artifact import Manifest, save_artifact
-    from model.labels import VIOLATIONS
-
     lora_cfg = {"lora_r": 2, "lora_alpha": 4, "lora_dropout": 0.0, "top_layers": None, "layers": None}
-    manifest = Manifest(name="tiny-lora", version="0.0.1-test", method="lora", base=base_fingerprint(str(base4), None),
-                        thresholds=dict.fromkeys(VIOLATIONS, 0.5), max_length=32, stride=8, train=lora_cfg)  # fmt: skip
-    lora_teacher = save_artifact(tmp_path / "lora", build_model(str(base4), "lora", lora_cfg, seed=3),
-                                 load_tokenizer(base4), manifest, keep=None)  # fmt: skip
+    lora_teacher = make_tiny_artifact(tmp_path / "lora", base4, seed=3, method="lora", train=lora_cfg)
     settings = Settings.load(None, [
         f"data.out_dir={small_data}", f"data.negatives_dir={datasets}", f"distill.teacher={lora_teacher}",
         "distill.method=lora", "distill.max_steps=3", "distill.batch_size=8", "distill.max_pool_rows=64",
@@ -164,7 +157,7 @@ def test_self_distillation_trains_the_lora_teachers_own_adapters_into_an_artifac
     artifact = distill(settings)
     saved = json.loads((artifact / "collectguard.json").read_text())
     assert saved["method"] == "lora" and saved["train"]["lora_r"] == 2 and saved["train"]["layers"] is None
-    assert saved["name"] == "tiny-lora" and "-selfdistill-s" in saved["version"]
+    assert saved["name"] == "tiny-test" and "-selfdistill-s" in saved["version"]
     student, before = Classifier.load(artifact, config=TORCH), Classifier.load(lora_teacher, config=TORCH)
     assert student.model.config.num_hidden_layers == 4  # every layer: the teacher's size
     assert saved["weights_sha256"] != before.manifest.weights_sha256  # the adapters moved
