@@ -137,6 +137,12 @@ class DistillConfig(_Section):
         "on the pool, so the result has the teacher's size and speed (needs a LoRA teacher; ``layers`` unused)",
     )
     layers: list[int] = Field([1, 3, 5, 7, 9, 11], description="teacher encoder layers the student keeps")
+    frozen_layers: int = Field(
+        0,
+        ge=0,
+        description="the student's lowest encoder layers that stay as they start (both methods): backpropagation "
+        "ends above them, so a step is cheaper (8 of 12: about a third less time on a 2-core CPU)",
+    )
     augment_copies: int = Field(4, ge=0, description="extra noisy variants of each written/template row in the pool")
     alpha: float = Field(0.5, ge=0, le=1, description="labelled rows: weight of the teacher's score vs the label")
     extra_labelled_dir: Path | None = Field(

@@ -16,7 +16,16 @@ from model.config import InferenceConfig, Settings
 from model.preprocess import normalize
 from tests.conftest import make_tiny_artifact
 from train.dataset import load_split
-from train.distill import Targets, distill, make_student, soft_targets, teacher_targets
+from train.distill import (
+    Targets,
+    distill,
+    freeze_lower_layers,
+    make_student,
+    pool_windows,
+    score_windows,
+    soft_targets,
+    teacher_targets,
+)
 from train.pool import build_pool
 
 TORCH = InferenceConfig(backend="torch")
@@ -127,6 +136,40 @@ def test_teacher_scores_are_cached_by_content(teacher, tmp_path, monkeypatch):
         teacher_targets(clf, [*rows, {**rows[0], "text": "新的一句"}], tmp_path)
 
 
+def test_only_the_windows_a_run_uses_are_scored_and_the_cache_fills_in_the_rest(teacher, tmp_path, monkeypatch):
+    clf = Classifier.load(teacher, config=TORCH)
+    rows = [{"text": t, "speaker": "agent", "listener": "debtor", "labels": None}
+            for t in ("你好", "请尽快还款", "我们下周再联系", "账单已发到您的APP")]  # fmt: skip
+    full = teacher_targets(clf, rows, tmp_path / "full").teacher
+    scored: list[int] = []
+    real = clf.window_scores
+
+    def counting(windows):
+        scored.append(len(windows))
+        return real(windows)
+
+    monkeypatch.setattr(clf, "window_scores", counting)
+    part = pool_windows(clf, rows)
+    score_windows(clf, part, np.array([1, 3]), tmp_path / "part")
+    assert scored == [2] and np.isnan(part.teacher[[0, 2]]).all()
+    np.testing.assert_allclose(part.teacher[[1, 3]], full[[1, 3]], atol=1e-6)
+    again = pool_windows(clf, rows)  # a longer run over the same pool: only the two unscored windows
+    score_windows(clf, again, None, tmp_path / "part")
+    assert scored == [2, 2]
+    np.testing.assert_allclose(again.teacher, full, atol=1e-6)
+
+
+def test_frozen_layers_stop_training_the_lowest_layers_and_bad_counts_are_refused(teacher):
+    clf = Classifier.load(teacher, config=TORCH)
+    student = make_student(clf.model, [0, 1, 2, 3])
+    freeze_lower_layers(student, 3)
+    trained = {n for n, p in student.named_parameters() if p.requires_grad}
+    assert any(".encoder.layer.3." in n for n in trained) and any(n.startswith("classifier.") for n in trained)
+    assert not any(f".encoder.layer.{i}." in n for n in trained for i in range(3))
+    with pytest.raises(ValueError, match=r"distill\.frozen_layers=5 must be between 0 and the encoder's 4 layers"):
+        freeze_lower_layers(student, 5)
+
+
 def test_distilled_student_is_an_artifact_that_reproduces_its_scores(teacher, small_data, datasets, tmp_path):
     settings = Settings.load(None, [
         f"data.out_dir={small_data}", f"data.negatives_dir={datasets}", f"distill.teacher={teacher}",
@@ -163,6 +206,29 @@ def test_self_distillation_trains_the_lora_teachers_own_adapters_into_an_artifac
     assert saved["weights_sha256"] != before.manifest.weights_sha256  # the adapters moved
     in_memory = np.load(tmp_path / "run" / "validation_probs.npy")
     np.testing.assert_allclose(student.predict_proba(load_split("validation", small_data)), in_memory, atol=1e-5)
+
+
+def test_self_distillation_with_frozen_layers_moves_only_the_upper_adapters(base4, small_data, datasets, tmp_path):
+    from model.artifact import load_artifact
+
+    lora_cfg = {"lora_r": 2, "lora_alpha": 4, "lora_dropout": 0.0, "top_layers": None, "layers": None}
+    lora_teacher = make_tiny_artifact(tmp_path / "lora", base4, seed=3, method="lora", train=lora_cfg)
+    settings = Settings.load(None, [
+        f"data.out_dir={small_data}", f"data.negatives_dir={datasets}", f"distill.teacher={lora_teacher}",
+        "distill.method=lora", "distill.frozen_layers=2", "distill.max_steps=3", "distill.batch_size=8",
+        "distill.max_pool_rows=64", "distill.augment_copies=1", "distill.learning_rate=0.05",
+        f"distill.out_dir={tmp_path / 'run'}",
+    ])  # fmt: skip
+    before = dict(load_artifact(lora_teacher, merge=False)[0].named_parameters())
+    after = dict(load_artifact(distill(settings), merge=False)[0].named_parameters())
+    lora = [n for n in before if ".lora_" in n]
+
+    def moved(layer: int) -> bool:
+        # the artifact stores float16; the tiny teacher's adapters were never rounded
+        return any(not torch.equal(before[n].half().float(), after[n]) for n in lora if f".encoder.layer.{layer}." in n)
+
+    assert not moved(0) and not moved(1)
+    assert moved(2) and moved(3)
 
 
 def test_self_distillation_refuses_a_teacher_without_lora(teacher, small_data, datasets, tmp_path):

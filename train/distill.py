@@ -6,8 +6,9 @@ a large pool (:mod:`train.pool`): ordinary talk, crude comments, noisy variants 
 corpus. On labelled rows the target mixes the teacher's score with the label (``alpha``), so the
 student also learns where the teacher is wrong on the training data.
 
-Three steps, like :mod:`train.finetune`: :func:`teacher_targets` (the pool cut into windows and
-scored once by the teacher, cached by content hash so a rerun skips it), :func:`fit_student`
+Three steps, like :mod:`train.finetune`: :func:`pool_windows` and :func:`score_windows` (the pool
+cut into windows and scored once by the teacher, only the windows the run's schedule uses, cached
+by content hash so a rerun skips them), :func:`fit_student`
 and :func:`save_student` (per-label thresholds on validation data, test metrics, the artifact).
 ``distill.method=lora`` instead trains the teacher's own LoRA adapters further on the same targets
 (self-distillation: a model of the teacher's size). The student is an ordinary artifact (method
@@ -22,6 +23,7 @@ import argparse
 import copy
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +38,7 @@ from model.artifact import MANIFEST, Manifest, load_artifact, read_kept_ids, wri
 from model.classifier import Classifier
 from model.config import SHIPPED_MODEL_DIR, Settings, physical_cores
 from model.labels import VIOLATIONS
-from model.preprocess import Segment, encode_windows, make_windows
+from model.preprocess import Segment, Window, encode_windows, make_windows
 from train.dataset import hash_rows, load_authored, load_split
 from train.evaluate import choose_thresholds, label_matrix
 from train.finetune import make_optimizer, pad_tensors, round_to_float16, split_metrics, step_schedule
@@ -54,10 +56,11 @@ class Targets:
     labels: np.ndarray  # (windows, labels); rows without labels are NaN
     n_rows: int
     alpha: np.ndarray | None = None  # (windows,) the row's own teacher weight; NaN = the configured alpha
+    windows: list[Window] | None = None  # the windows themselves, for scoring
 
 
-def teacher_targets(teacher: Classifier, rows: list[dict[str, Any]], cache_dir: Path) -> Targets:
-    """Cut pool rows into windows exactly as inference does and score each window with the teacher."""
+def pool_windows(teacher: Classifier, rows: list[dict[str, Any]]) -> Targets:
+    """Cut pool rows into windows exactly as inference does; teacher scores start unknown (NaN)."""
     segs = [Segment(r["text"], r["speaker"], r["listener"]) for r in rows]
     windows = make_windows(teacher.tokenizer, segs, teacher.manifest.max_length, teacher.manifest.stride)
     ids = encode_windows(teacher.tokenizer, windows, teacher.manifest.max_length)
@@ -66,21 +69,60 @@ def teacher_targets(teacher: Classifier, rows: list[dict[str, Any]], cache_dir: 
         dtype=np.float32,
     ).reshape(-1, len(VIOLATIONS))
     alpha_rows = np.array([r.get("target_alpha", np.nan) for r in rows], dtype=np.float32)
+    of_window = [w.segment for w in windows]
+    unknown = np.full((len(windows), len(VIOLATIONS)), np.nan, dtype=np.float32)
+    return Targets(ids, unknown, y_rows[of_window], len(rows), alpha_rows[of_window], windows)
+
+
+def score_windows(teacher: Classifier, targets: Targets, needed: np.ndarray | None, cache_dir: Path) -> None:
+    """Fill ``targets.teacher`` with the teacher's scores on the ``needed`` windows (None = all).
+
+    A run shorter than an epoch never sees most windows, so only those its schedule uses are
+    scored: at 0.5 epoch that halves the teacher's pass over the pool. Scores are cached per
+    window (NaN = not yet scored), keyed by the teacher's weights and the pool's token ids, so a
+    rerun or a longer run scores only what the cache lacks.
+    """
     key = hashlib.sha256(
-        (teacher.manifest.weights_sha256 + json.dumps(ids, separators=(",", ":"))).encode()
+        (teacher.manifest.weights_sha256 + json.dumps(targets.ids, separators=(",", ":"))).encode()
     ).hexdigest()[:16]
     cache = Path(cache_dir) / TARGETS
     if cache.exists() and str(np.load(cache)["key"]) == key:
-        scores = np.load(cache)["scores"]
-    else:
-        scores = np.empty((len(windows), len(VIOLATIONS)), dtype=np.float32)
-        step = 4096  # chunks only for the progress bar; each chunk is length-bucketed inside
-        for start in tqdm(range(0, len(windows), step), desc="teacher scores", unit="chunk"):
-            scores[start : start + step] = teacher.window_scores(windows[start : start + step])
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, key=key, scores=scores)
-    of_window = [w.segment for w in windows]
-    return Targets(ids, scores, y_rows[of_window], len(rows), alpha_rows[of_window])
+        targets.teacher[:] = np.load(cache)["scores"]
+    wanted = np.arange(len(targets.ids)) if needed is None else np.asarray(needed)
+    missing = wanted[np.isnan(targets.teacher[wanted]).any(axis=1)]
+    if not len(missing):
+        return
+    print(f"teacher scores: {len(missing)} of {len(targets.ids)} windows (the rest are cached or never used)")
+    step = 4096  # chunks only for the progress bar; each chunk is length-bucketed inside
+    for start in tqdm(range(0, len(missing), step), desc="teacher scores", unit="chunk"):
+        chunk = missing[start : start + step]
+        targets.teacher[chunk] = teacher.window_scores([targets.windows[i] for i in chunk])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, key=key, scores=targets.teacher)
+
+
+def teacher_targets(teacher: Classifier, rows: list[dict[str, Any]], cache_dir: Path) -> Targets:
+    """The pool's windows with the teacher's scores on every one of them (cached, :func:`score_windows`)."""
+    targets = pool_windows(teacher, rows)
+    score_windows(teacher, targets, None, cache_dir)
+    return targets
+
+
+def freeze_lower_layers(model, n: int) -> list[tuple[str, torch.nn.Parameter]]:
+    """Stop training the lowest ``n`` encoder layers (``distill.frozen_layers``); returns what it froze.
+
+    Backpropagation then ends above them: with 8 of 12 frozen a LoRA step took about a third less
+    time on this 2-core CPU, and the frozen layers keep what the teacher learned.
+    """
+    layer_of = {name: int(m.group(1)) for name, _ in model.named_parameters()
+                if (m := re.search(r"\.encoder\.layer\.(\d+)\.", name))}  # fmt: skip
+    n_layers = max(layer_of.values(), default=-1) + 1
+    if not 0 <= n <= n_layers:
+        raise ValueError(f"distill.frozen_layers={n} must be between 0 and the encoder's {n_layers} layers")
+    frozen = [(name, p) for name, p in model.named_parameters() if p.requires_grad and layer_of.get(name, n) < n]
+    for _, p in frozen:
+        p.requires_grad = False
+    return frozen
 
 
 def make_student(teacher_model, layers: list[int]):
@@ -132,12 +174,17 @@ def soft_targets(targets: Targets, alpha: float) -> torch.Tensor:
     return torch.from_numpy(mixed.astype(np.float32))
 
 
-def fit_student(settings: Settings, student, targets: Targets, pad_id: int) -> Fitted:
+def distill_schedule(settings: Settings, targets: Targets) -> list[list[int]]:
+    """Every step's batch of window indices (:func:`train.finetune.step_schedule` on the pool)."""
+    cfg = settings.distill
+    return step_schedule([len(x) for x in targets.ids], cfg.batch_size, cfg.seed, cfg.epochs, cfg.max_steps)
+
+
+def fit_student(student, targets: Targets, schedule: list[list[int]], settings: Settings, pad_id: int) -> Fitted:
     """AdamW on soft binary cross-entropy against :func:`soft_targets`; warm-up then linear decay."""
     cfg = settings.distill
     t0 = time.perf_counter()
     y = soft_targets(targets, cfg.alpha)
-    schedule = step_schedule([len(x) for x in targets.ids], cfg.batch_size, cfg.seed, cfg.epochs, cfg.max_steps)
     total = len(schedule)
     params = [(n, p) for n, p in student.named_parameters() if p.requires_grad]
     optimizer, scheduler = make_optimizer(params, cfg.learning_rate, cfg.head_learning_rate, cfg.weight_decay,
@@ -228,8 +275,14 @@ def distill(settings: Settings) -> Path:
     if cfg.max_pool_rows:
         rows = rows[:: max(1, len(rows) // cfg.max_pool_rows)][: cfg.max_pool_rows]
     student = make_self_student(teacher_dir) if cfg.method == "lora" else make_student(teacher.model, list(cfg.layers))
-    targets = teacher_targets(teacher, rows, Path(cfg.out_dir))
-    fitted = fit_student(settings, student, targets, teacher.tokenizer.pad_token_id)
+    frozen = freeze_lower_layers(student, cfg.frozen_layers)
+    targets = pool_windows(teacher, rows)
+    schedule = distill_schedule(settings, targets)
+    score_windows(teacher, targets, np.unique(np.concatenate(schedule)), Path(cfg.out_dir))
+    fitted = fit_student(student, targets, schedule, settings, teacher.tokenizer.pad_token_id)
+    for _, p in frozen:  # the artifact stores every trainable parameter, the frozen layers' as well
+        p.requires_grad = True
+    round_to_float16(frozen)
     return save_student(settings, teacher, student, fitted, len(rows), keep)
 
 
