@@ -141,7 +141,8 @@ class DistillConfig(_Section):
         0,
         ge=0,
         description="the student's lowest encoder layers that stay as they start (both methods): backpropagation "
-        "ends above them, so a step is cheaper (8 of 12: about a third less time on a 2-core CPU)",
+        "ends above them, so a step is cheaper (8 of 12: 1.40 against 1.92 s a LoRA step on a 2-core CPU, but "
+        "round 17 fell short of the real-speech targets that way; model card)",
     )
     augment_copies: int = Field(4, ge=0, description="extra noisy variants of each written/template row in the pool")
     alpha: float = Field(0.5, ge=0, le=1, description="labelled rows: weight of the teacher's score vs the label")
