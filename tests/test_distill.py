@@ -24,7 +24,6 @@ from train.distill import (
     pool_windows,
     score_windows,
     soft_targets,
-    teacher_targets,
 )
 from train.pool import build_pool
 
@@ -118,29 +117,35 @@ def test_pool_holds_training_slices_only_and_never_a_dev_text(datasets, small_da
     assert not dev & set(texts)
 
 
+def _scored(clf: Classifier, rows: list[dict], cache_dir: Path) -> Targets:
+    targets = pool_windows(clf, rows)
+    score_windows(clf, targets, None, cache_dir)
+    return targets
+
+
 def test_teacher_scores_are_cached_by_content(teacher, tmp_path, monkeypatch):
     clf = Classifier.load(teacher, config=TORCH)
     rows = [{"text": t, "speaker": "agent", "listener": "debtor", "labels": None} for t in ("你好", "请尽快还款")]
-    first = teacher_targets(clf, rows, tmp_path)
+    first = _scored(clf, rows, tmp_path)
     np.testing.assert_allclose(first.teacher, clf.predict_proba(rows), atol=1e-6)  # one window per short row
     assert np.isnan(first.alpha).all()  # no row of its own weight
-    weighted = teacher_targets(clf, [{**rows[0], "target_alpha": 0.1}, rows[1]], tmp_path)
+    weighted = _scored(clf, [{**rows[0], "target_alpha": 0.1}, rows[1]], tmp_path)
     np.testing.assert_allclose(weighted.alpha, [0.1, np.nan])
 
     def recompute(*args, **kwargs):
         raise RuntimeError("teacher scores were recomputed")
 
     monkeypatch.setattr(clf, "window_scores", recompute)
-    np.testing.assert_array_equal(teacher_targets(clf, rows, tmp_path).teacher, first.teacher)
+    np.testing.assert_array_equal(_scored(clf, rows, tmp_path).teacher, first.teacher)
     with pytest.raises(RuntimeError, match="recomputed"):  # another pool is scored afresh
-        teacher_targets(clf, [*rows, {**rows[0], "text": "新的一句"}], tmp_path)
+        _scored(clf, [*rows, {**rows[0], "text": "新的一句"}], tmp_path)
 
 
 def test_only_the_windows_a_run_uses_are_scored_and_the_cache_fills_in_the_rest(teacher, tmp_path, monkeypatch):
     clf = Classifier.load(teacher, config=TORCH)
     rows = [{"text": t, "speaker": "agent", "listener": "debtor", "labels": None}
             for t in ("你好", "请尽快还款", "我们下周再联系", "账单已发到您的APP")]  # fmt: skip
-    full = teacher_targets(clf, rows, tmp_path / "full").teacher
+    full = _scored(clf, rows, tmp_path / "full").teacher
     scored: list[int] = []
     real = clf.window_scores
 

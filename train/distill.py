@@ -101,13 +101,6 @@ def score_windows(teacher: Classifier, targets: Targets, needed: np.ndarray | No
     np.savez(cache, key=key, scores=targets.teacher)
 
 
-def teacher_targets(teacher: Classifier, rows: list[dict[str, Any]], cache_dir: Path) -> Targets:
-    """The pool's windows with the teacher's scores on every one of them (cached, :func:`score_windows`)."""
-    targets = pool_windows(teacher, rows)
-    score_windows(teacher, targets, None, cache_dir)
-    return targets
-
-
 def freeze_lower_layers(model, n: int) -> list[tuple[str, torch.nn.Parameter]]:
     """Stop training the lowest ``n`` encoder layers (``distill.frozen_layers``); returns what it froze.
 
