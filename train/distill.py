@@ -23,7 +23,6 @@ import argparse
 import copy
 import hashlib
 import json
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from model.architecture import keep_encoder_layers, trainable_state
+from model.architecture import inner_model, keep_encoder_layers, trainable_state
 from model.artifact import MANIFEST, Manifest, load_artifact, read_kept_ids, write_manifest, write_model_files
 from model.classifier import Classifier
 from model.config import SHIPPED_MODEL_DIR, Settings, physical_cores
@@ -86,8 +85,10 @@ def score_windows(teacher: Classifier, targets: Targets, needed: np.ndarray | No
         (teacher.manifest.weights_sha256 + json.dumps(targets.ids, separators=(",", ":"))).encode()
     ).hexdigest()[:16]
     cache = Path(cache_dir) / TARGETS
-    if cache.exists() and str(np.load(cache)["key"]) == key:
-        targets.teacher[:] = np.load(cache)["scores"]
+    if cache.exists():
+        with np.load(cache) as saved:
+            if str(saved["key"]) == key:
+                targets.teacher[:] = saved["scores"]
     wanted = np.arange(len(targets.ids)) if needed is None else np.asarray(needed)
     missing = wanted[np.isnan(targets.teacher[wanted]).any(axis=1)]
     if not len(missing):
@@ -108,12 +109,11 @@ def freeze_lower_layers(model, n: int) -> list[tuple[str, torch.nn.Parameter]]:
     1.40 s against 1.92 s on this 2-core CPU, and the frozen layers keep what the teacher learned
     (round 17: cheaper, but short of what all twelve layers reach; model card).
     """
-    layer_of = {name: int(m.group(1)) for name, _ in model.named_parameters()
-                if (m := re.search(r"\.encoder\.layer\.(\d+)\.", name))}  # fmt: skip
-    n_layers = max(layer_of.values(), default=-1) + 1
+    n_layers = inner_model(model).config.num_hidden_layers
     if not 0 <= n <= n_layers:
         raise ValueError(f"distill.frozen_layers={n} must be between 0 and the encoder's {n_layers} layers")
-    frozen = [(name, p) for name, p in model.named_parameters() if p.requires_grad and layer_of.get(name, n) < n]
+    bottom = tuple(f".encoder.layer.{i}." for i in range(n))  # parameter names, as build_model matches them
+    frozen = [(name, p) for name, p in model.named_parameters() if p.requires_grad and any(b in name for b in bottom)]
     for _, p in frozen:
         p.requires_grad = False
     return frozen
@@ -166,12 +166,6 @@ def soft_targets(targets: Targets, alpha: float) -> torch.Tensor:
     a = np.where(np.isnan(a), alpha, a)[:, None]
     mixed = np.where(known, a * targets.teacher + (1 - a) * np.nan_to_num(targets.labels), targets.teacher)
     return torch.from_numpy(mixed.astype(np.float32))
-
-
-def distill_schedule(settings: Settings, targets: Targets) -> list[list[int]]:
-    """Every step's batch of window indices (:func:`train.finetune.step_schedule` on the pool)."""
-    cfg = settings.distill
-    return step_schedule([len(x) for x in targets.ids], cfg.batch_size, cfg.seed, cfg.epochs, cfg.max_steps)
 
 
 def fit_student(student, targets: Targets, schedule: list[list[int]], settings: Settings, pad_id: int) -> Fitted:
@@ -271,7 +265,7 @@ def distill(settings: Settings) -> Path:
     student = make_self_student(teacher_dir) if cfg.method == "lora" else make_student(teacher.model, list(cfg.layers))
     frozen = freeze_lower_layers(student, cfg.frozen_layers)
     targets = pool_windows(teacher, rows)
-    schedule = distill_schedule(settings, targets)
+    schedule = step_schedule([len(x) for x in targets.ids], cfg.batch_size, cfg.seed, cfg.epochs, cfg.max_steps)
     score_windows(teacher, targets, np.unique(np.concatenate(schedule)), Path(cfg.out_dir))
     fitted = fit_student(student, targets, schedule, settings, teacher.tokenizer.pad_token_id)
     for _, p in frozen:  # the artifact stores every trainable parameter, the frozen layers' as well
