@@ -236,6 +236,40 @@ def test_self_distillation_with_frozen_layers_moves_only_the_upper_adapters(base
     assert moved(2) and moved(3)
 
 
+@pytest.mark.parametrize("autocast", ["fp32", "bf16"])
+def test_bf16_autocast_runs_only_the_training_forward_in_bfloat16(base4, small_data, datasets, tmp_path, monkeypatch,
+                                                                   autocast):  # fmt: skip
+    import train.distill as distill_module
+
+    lora_cfg = {"lora_r": 2, "lora_alpha": 4, "lora_dropout": 0.0, "top_layers": None, "layers": None}
+    lora_teacher = make_tiny_artifact(tmp_path / "lora", base4, seed=3, method="lora", train=lora_cfg)
+    seen: list[tuple[bool, torch.dtype]] = []  # (training?, dtype of each linear layer's output)
+    made = distill_module.make_self_student
+
+    def spied(path):
+        model = made(path)
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.register_forward_hook(lambda mod, _, out: seen.append((mod.training, out.dtype)))
+        return model
+
+    monkeypatch.setattr(distill_module, "make_self_student", spied)
+    settings = Settings.load(None, [
+        f"data.out_dir={small_data}", f"data.negatives_dir={datasets}", f"distill.teacher={lora_teacher}",
+        "distill.method=lora", f"distill.autocast={autocast}", "distill.max_steps=2", "distill.batch_size=8",
+        "distill.max_pool_rows=32", "distill.augment_copies=1", f"distill.out_dir={tmp_path / 'run'}",
+    ])  # fmt: skip
+    artifact = distill(settings)
+    training = {dtype for is_training, dtype in seen if is_training}
+    assert training == ({torch.bfloat16} if autocast == "bf16" else {torch.float32})
+    assert {dtype for is_training, dtype in seen if not is_training} == {torch.float32}  # thresholds, test metrics
+    assert json.loads((artifact / "collectguard.json").read_text())["train"]["autocast"] == autocast
+    student = Classifier.load(artifact, config=TORCH)
+    assert all(p.dtype == torch.float32 for p in student.model.parameters())
+    in_memory = np.load(tmp_path / "run" / "validation_probs.npy")
+    np.testing.assert_allclose(student.predict_proba(load_split("validation", small_data)), in_memory, atol=1e-5)
+
+
 def test_self_distillation_refuses_a_teacher_without_lora(teacher, small_data, datasets, tmp_path):
     settings = Settings.load(None, [
         f"data.out_dir={small_data}", f"data.negatives_dir={datasets}", f"distill.teacher={teacher}",

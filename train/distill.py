@@ -169,7 +169,11 @@ def soft_targets(targets: Targets, alpha: float) -> torch.Tensor:
 
 
 def fit_student(student, targets: Targets, schedule: list[list[int]], settings: Settings, pad_id: int) -> Fitted:
-    """AdamW on soft binary cross-entropy against :func:`soft_targets`; warm-up then linear decay."""
+    """AdamW on soft binary cross-entropy against :func:`soft_targets`; warm-up then linear decay.
+
+    With ``distill.autocast=bf16`` only the forward pass is bfloat16; the loss, gradients and
+    AdamW's state stay float32, so the saved weights are float32 rounded to float16 as always.
+    """
     cfg = settings.distill
     t0 = time.perf_counter()
     y = soft_targets(targets, cfg.alpha)
@@ -186,7 +190,9 @@ def fit_student(student, targets: Targets, schedule: list[list[int]], settings: 
     for step in bar:
         batch = schedule[step]
         input_ids, mask = pad_tensors([targets.ids[i] for i in batch], pad_id)
-        loss = loss_fn(student(input_ids=input_ids, attention_mask=mask).logits, y[batch])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast == "bf16"):
+            logits = student(input_ids=input_ids, attention_mask=mask).logits
+        loss = loss_fn(logits.float(), y[batch])
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
         optimizer.step()
