@@ -104,10 +104,13 @@ def test_scores_do_not_depend_on_batching(shipped):
 #: model card lists the gap.
 BEHAVIOUR_FLOOR = 0.8
 BEHAVIOUR_OVERALL_FLOOR = 0.9
-#: None since round 14: the self-distilled default passes every functionality (worst
-#: customer_insults_agent 49 / 61 = 0.803; train/results/realeval.json). v2h, the default before,
-#: passed mockery of suicide only 40 of 60 times.
-BEHAVIOUR_KNOWN_GAPS: dict[str, float] = {}
+#: The round-14 default passes every functionality on the CPU its thresholds were picked on (an
+#: AMD EPYC without VNNI: worst customer_insults_agent 49 / 61 = 0.803; train/results/realeval.json).
+#: Its int8 scores are not the same on every CPU: on an Intel Xeon with AVX-512 VNNI the same
+#: weights and thresholds pass customer_insults_agent 47 / 61 = 0.770
+#: (train/results/realeval_xeon_vnni.json; model card, "Round 18"), so that is its floor wherever
+#: CI runs. v2h, the default before, passed mockery of suicide only 40 of 60 times.
+BEHAVIOUR_KNOWN_GAPS: dict[str, float] = {"customer_insults_agent": 0.77}
 
 
 @pytest.fixture(scope="module")

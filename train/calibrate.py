@@ -35,10 +35,14 @@ from train.evaluate import choose_thresholds, label_matrix, metrics
 from train.realeval import load_dev, ordinary_talk, predictions
 
 
+def source_of(row: dict[str, Any]) -> str:
+    """The page or file a real dev row was quoted from (its ``source`` without the ``#`` anchor)."""
+    return row["source"].split("#")[0]
+
+
 def fold_of(row: dict[str, Any]) -> int:
     """0 or 1 by a hash of the row's source (page or file), so one source never spans both folds."""
-    source = row["source"].split("#")[0]
-    return int(hashlib.sha256(source.encode()).hexdigest()[:8], 16) % 2
+    return int(hashlib.sha256(source_of(row).encode()).hexdigest()[:8], 16) % 2
 
 
 def source_weights(sizes: list[int]) -> np.ndarray:
