@@ -16,20 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import f1_score
 from tqdm import tqdm
 
-from model.config import InferenceConfig
 from train.calibrate import source_of
 from train.evaluate import label_matrix
-from train.realeval import load_dev
+from train.realeval import REAL_DIR, load_dev, predictions
 
 
 def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
-    """Macro-F1 over the three labels from counts (as ``train.evaluate.metrics``, zero_division=0)."""
-    tp = (y & pred).sum(0)
-    wrong = (y ^ pred).sum(0)  # false positives + false negatives
-    denom = 2 * tp + wrong
-    return float(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0).mean())
+    """Macro-F1 over the three labels, by the rule ``train.evaluate.metrics`` reports (unrounded)."""
+    return float(f1_score(y, pred, average="macro", zero_division=0))
 
 
 def paired_bootstrap(
@@ -37,8 +34,8 @@ def paired_bootstrap(
 ) -> dict[str, Any]:
     """Macro-F1 of A and B and of B − A, with 95 % intervals from resampling ``groups`` whole."""
     y, pred_a, pred_b = (np.asarray(m, dtype=bool) for m in (y, pred_a, pred_b))
-    names = sorted(set(groups))
-    members = [np.flatnonzero(np.array(groups) == g) for g in names]
+    names, of_row = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(of_row == i) for i in range(len(names))]
     rng = np.random.default_rng(seed)
     draws = np.empty((samples, 2))
     for s in tqdm(range(samples), desc="bootstrap", unit="draw", leave=False):
@@ -58,12 +55,12 @@ def paired_bootstrap(
     }  # fmt: skip
 
 
-def predictions(model: Path, rows: list[dict[str, Any]], config: InferenceConfig) -> np.ndarray:
-    """The model's labels for ``rows`` at its own thresholds, as a (rows, labels) 0/1 matrix."""
+def labels_of(model: Path, rows: list[dict[str, Any]]) -> np.ndarray:
+    """The model's 0/1 labels for ``rows`` at its own thresholds, as ``train.realeval`` decides them."""
     from model.classifier import Classifier
 
-    results = Classifier.load(model, config=config).score(rows)
-    return label_matrix(results)
+    clf = Classifier.load(model)
+    return predictions(clf.predict_proba(rows), clf.thresholds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,13 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--against", type=Path, required=True, help="model B, compared with A")
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--real-dir", type=Path, default=None, help="folder of dev_*.jsonl (default data/real)")
+    ap.add_argument("--real-dir", type=Path, default=REAL_DIR, help="folder of dev_*.jsonl")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON report here")
     args = ap.parse_args(argv)
-    rows = load_dev(args.real_dir) if args.real_dir else load_dev()
-    config = InferenceConfig()
+    rows = load_dev(args.real_dir)
     result = {"model_a": str(args.model), "model_b": str(args.against), **paired_bootstrap(
-        label_matrix(rows), predictions(args.model, rows, config), predictions(args.against, rows, config),
+        label_matrix(rows), labels_of(args.model, rows), labels_of(args.against, rows),
         [source_of(r) for r in rows], args.samples, args.seed,
     )}  # fmt: skip
     text = json.dumps(result, ensure_ascii=False, indent=2)
