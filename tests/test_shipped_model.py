@@ -74,7 +74,7 @@ def test_a_threat_buried_in_a_long_polite_turn_is_found(shipped):
     assert len(shipped.tokenizer(text)["input_ids"]) > shipped.manifest.max_length  # it really needed windows
 
 
-#: the real-speech issue's target (the shipped model, v2h self-distilled, measures 0.927)
+#: the real-speech issue's target (the shipped model, round 18's v2h self-distilled, measures 0.926)
 WRITTEN_TEST_MACRO_F1_FLOOR = 0.91
 
 
@@ -82,7 +82,7 @@ def test_targets_on_the_written_test_split(shipped):
     rows = load_split("test", written_only=True)
     report, _ = evaluate_rows(shipped, rows)
     # The issue's targets are 0.91 and 4 %; on the 7-bit int8 default at its calibrated thresholds the
-    # shipped model measures 0.927 and 2.8 % (model card, "Round 14").
+    # shipped model measures 0.926 and 1.7 % (model card, "Round 19").
     assert report["macro_f1"] >= WRITTEN_TEST_MACRO_F1_FLOOR
     assert report["compliant_false_positive_rate"] <= 0.04
 
@@ -104,13 +104,13 @@ def test_scores_do_not_depend_on_batching(shipped):
 #: model card lists the gap.
 BEHAVIOUR_FLOOR = 0.8
 BEHAVIOUR_OVERALL_FLOOR = 0.9
-#: The round-14 default passes every functionality on the CPU its thresholds were picked on (an
-#: AMD EPYC without VNNI: worst customer_insults_agent 49 / 61 = 0.803; train/results/realeval.json).
-#: Its int8 scores are not the same on every CPU: on an Intel Xeon with AVX-512 VNNI the same
-#: weights and thresholds pass customer_insults_agent 47 / 61 = 0.770
-#: (train/results/realeval_xeon_vnni.json; model card, "Round 18"), so that is its floor wherever
-#: CI runs. v2h, the default before, passed mockery of suicide only 40 of 60 times.
-BEHAVIOUR_KNOWN_GAPS: dict[str, float] = {"customer_insults_agent": 0.77}
+#: None since round 19: the default (round 18's run, calibrated on an Intel Xeon with AVX-512 VNNI)
+#: passes every functionality there, worst mocking_suicide 49 / 60 = 0.817
+#: (train/results/realeval.json). Int8 scores differ between CPUs with and without VNNI (model card,
+#: "Round 18"): the round-14 default passed customer_insults_agent 49 / 61 on the AVX2 EPYC it was
+#: calibrated on and 47 / 61 on the Xeon. If CI on another CPU finds a functionality under 0.8, the
+#: measured rate becomes its floor here and the model card says so.
+BEHAVIOUR_KNOWN_GAPS: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
