@@ -358,6 +358,33 @@ def test_idempotent_and_resume_of_a_finished_run(tmp_path, fast_load, tiny_artif
     assert json.loads((a / "manifest.json").read_text())["counts"]["resumed_calls"] == 17
 
 
+def test_resume_with_a_recalibrated_model_redoes_the_saved_parts(tmp_path, fast_load, tiny_artifact, capsys):
+    # train.calibrate changes thresholds but keeps the version and weights: a resume must not mix
+    # rows decided at the old thresholds with rows decided at the new ones.
+    import shutil
+
+    inp = write_jsonl(tmp_path / "calls.jsonl", make_calls(6))
+    out = tmp_path / "out"
+    assert relabel(inp, "--out", out, "--model", tiny_artifact, "--set", "relabel.chunk_calls=2") == 0
+    recalibrated = tmp_path / "recalibrated"
+    shutil.copytree(tiny_artifact, recalibrated)
+    manifest = json.loads((recalibrated / "collectguard.json").read_text(encoding="utf-8"))
+    manifest["thresholds"] = dict.fromkeys(manifest["thresholds"], 0.0)  # every label on every segment
+    (recalibrated / "collectguard.json").write_text(json.dumps(manifest), encoding="utf-8")
+    capsys.readouterr()
+    assert relabel(inp, "--out", out, "--model", recalibrated, "--set", "relabel.chunk_calls=2", "--resume") == 0
+    assert "3 saved chunk(s) made with other thresholds will be redone" in capsys.readouterr().err
+    report = json.loads((out / "manifest.json").read_text())
+    assert report["counts"]["resumed_calls"] == 0 and report["counts"]["scored_calls"] == 6
+    segments = pq.read_table(out / "segments.parquet").to_pylist()
+    assert segments and all({"threat", "insult"} <= set(s["labels"]) for s in segments)  # new thresholds
+    saved = json.loads((out / "parts" / "run.json").read_text(encoding="utf-8"))
+    assert saved["thresholds"] == manifest["thresholds"] and saved["model"]["version"] == manifest["version"]
+    # unchanged settings: a second resume keeps every part
+    assert relabel(inp, "--out", out, "--model", recalibrated, "--set", "relabel.chunk_calls=2", "--resume") == 0
+    assert json.loads((out / "manifest.json").read_text())["counts"]["resumed_calls"] == 6
+
+
 def test_interrupt_keeps_committed_chunks_and_resume_finishes(tmp_path, fast_load, tiny_artifact, monkeypatch):
     import serve.batch.engines as relabel_mod
 

@@ -17,6 +17,7 @@ from model.preprocess import PREPROCESS_VERSION
 from serve.batch.chunks import ChunkResult, segments_schema
 
 PARTS = "parts"
+RUN_FILE = "run.json"  # the settings the committed parts were made with
 SEGMENTS_FILE, CALLS_FILE = "segments.parquet", "calls.jsonl"
 
 
@@ -45,10 +46,14 @@ class PartStore:
     part without one is the debris of a killed run and is removed on recovery.
     """
 
-    def __init__(self, out: Path, model_version: str) -> None:
+    def __init__(self, out: Path, model_version: str, settings: dict[str, Any] | None = None) -> None:
         self.dir = out / PARTS
         self.model_version = model_version
+        #: what decides a part's rows besides its input (model weights, thresholds, call rules...);
+        #: kept in ``parts/run.json`` so a resume with other settings redoes the parts, not mixes them
+        self.settings = json.loads(json.dumps(settings or {}, ensure_ascii=False))
         self.next_id = 0
+        self.changed: list[str] = []
 
     def _chunks(self) -> list[int]:
         return sorted(int(p.name.split(".")[0].split("-")[1]) for p in self.dir.glob("chunk-*.calls.jsonl"))
@@ -57,20 +62,26 @@ class PartStore:
         return self.dir / f"chunk-{chunk:06d}.segments.parquet", self.dir / f"chunk-{chunk:06d}.calls.jsonl"
 
     def recover(self) -> tuple[set[str], int]:
-        """Clean debris, drop parts of another model/preprocessing version; return (done call ids, stale parts)."""
+        """Clean debris, drop parts of another model/preprocessing version or made with other settings
+        (``self.changed`` names them); return (done call ids, stale parts)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         for tmp in self.dir.glob(".*.tmp-*"):
             tmp.unlink()
         done: set[str] = set()
         stale = 0
         committed = set(self._chunks())
+        saved = self.dir / RUN_FILE
+        before = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else self.settings
+        self.changed = sorted(k for k in before.keys() | self.settings.keys() if before.get(k) != self.settings.get(k))
+        text = json.dumps(self.settings, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+        atomic_write(saved, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         for seg_part in self.dir.glob("chunk-*.segments.parquet"):
             if int(seg_part.name.split(".")[0].split("-")[1]) not in committed:
                 seg_part.unlink()
         for chunk in sorted(committed):
             seg_part, calls_part = self._paths(chunk)
             rows = [json.loads(line) for line in calls_part.read_text(encoding="utf-8").splitlines() if line]
-            if any(
+            if self.changed or any(
                 r["model_version"] != self.model_version or r["preprocess_version"] != PREPROCESS_VERSION for r in rows
             ):
                 seg_part.unlink(missing_ok=True)

@@ -270,25 +270,14 @@ def finalise(
     finished = time.perf_counter()
     score_s = t_assemble - progress.started
     counts = progress.counts
+    decided_by = scoring_settings(p)
     manifest = {
         "command": "collectguard relabel",
         "inputs": [_input_entry(f, chunks.files.get(str(f))) for f in p.files],
-        "format": p.format,
-        "encoding": p.reading.encoding,
-        "roles": {"mode": p.reading.roles, "margin": p.reading.role_margin, "counts": chunks.roles},
-        "model": {
-            "name": p.model.name,
-            "version": p.model.version,
-            "path": str(p.model_dir),
-            "weights_sha256": p.model.weights_sha256,
-        },
-        "preprocess_version": PREPROCESS_VERSION,
-        "thresholds": dict(p.model.thresholds),
-        "privacy": p.settings.privacy.model_dump(mode="json"),
-        "calls": p.settings.calls.model_dump(mode="json"),
-        "explain": p.settings.explain.model_dump(mode="json"),
+        **decided_by,
+        "roles": {**decided_by["roles"], "counts": chunks.roles},
+        "model": {**decided_by["model"], "path": str(p.model_dir)},
         "engine": p.engine,
-        "backend": p.settings.inference.backend,
         "workers": p.workers,
         "batch_size": p.batch_size,
         "chunk_calls": p.config.chunk_calls,
@@ -320,15 +309,35 @@ def _input_entry(f: Path, record: FileRecord | None) -> dict[str, Any]:
     return entry
 
 
+def scoring_settings(p: Plan) -> dict[str, Any]:
+    """Everything besides the input that decides a relabeled row: the model's weights and thresholds,
+    how files are read, call rules, masking, explanations, the backend. Written to the manifest, and
+    kept with the saved parts so that ``--resume`` after any of them changed (a recalibrated model keeps
+    its version) redoes those parts instead of mixing two settings in one output."""
+    return {
+        "format": p.format,
+        "encoding": p.reading.encoding,
+        "roles": {"mode": p.reading.roles, "margin": p.reading.role_margin},
+        "model": {"name": p.model.name, "version": p.model.version, "weights_sha256": p.model.weights_sha256},
+        "preprocess_version": PREPROCESS_VERSION,
+        "thresholds": dict(p.model.thresholds),
+        "privacy": p.settings.privacy.model_dump(mode="json"),
+        "calls": p.settings.calls.model_dump(mode="json"),
+        "explain": p.settings.explain.model_dump(mode="json"),
+        "backend": p.settings.inference.backend,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``collectguard relabel`` (see collectguard/cli.py for the arguments)."""
     t0 = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     p = plan(args)
-    store = PartStore(p.out, p.model.version)
+    store = PartStore(p.out, p.model.version, scoring_settings(p))
     done, stale = store.recover()
     if stale:
-        print(f"relabel: {stale} saved chunk(s) from another model version will be redone", file=sys.stderr)
+        why = f"made with other {', '.join(store.changed)}" if store.changed else "from another model version"
+        print(f"relabel: {stale} saved chunk(s) {why} will be redone", file=sys.stderr)
     clf = load_local_classifier(p)  # loaded once, before the clock starts
     progress = Progress(store, _estimate_calls(p.files))
     chunks = ChunkReader(p, store, done, progress, errors=progress.errors)  # one list, in the order met
