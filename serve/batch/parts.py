@@ -73,8 +73,6 @@ class PartStore:
         saved = self.dir / RUN_FILE
         before = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else self.settings
         self.changed = sorted(k for k in before.keys() | self.settings.keys() if before.get(k) != self.settings.get(k))
-        text = json.dumps(self.settings, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
-        atomic_write(saved, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         for seg_part in self.dir.glob("chunk-*.segments.parquet"):
             if int(seg_part.name.split(".")[0].split("-")[1]) not in committed:
                 seg_part.unlink()
@@ -89,6 +87,9 @@ class PartStore:
                 stale += 1
                 continue
             done.update(r["call_id"] for r in rows)
+        # written only once stale parts are gone: a kill before this point still finds them stale
+        text = json.dumps(self.settings, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+        atomic_write(saved, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         self.next_id = max(committed, default=-1) + 1
         return done, stale
 
