@@ -11,7 +11,6 @@ for the difference of their macro-F1, each at its own thresholds.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from sklearn.metrics import f1_score
 from tqdm import tqdm
 
 from train.calibrate import source_of
-from train.evaluate import label_matrix
+from train.evaluate import emit_report, label_matrix
 from train.realeval import REAL_DIR, load_dev, predictions
 
 
@@ -77,10 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         label_matrix(rows), labels_of(args.model, rows), labels_of(args.against, rows),
         [source_of(r) for r in rows], args.samples, args.seed,
     )}  # fmt: skip
-    text = json.dumps(result, ensure_ascii=False, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    emit_report(result, args.out)
     return 0
 
 

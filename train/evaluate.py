@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,16 @@ import numpy as np
 from sklearn.metrics import f1_score, precision_recall_curve, precision_recall_fscore_support
 
 from model.labels import VIOLATIONS
+
+
+def emit_report(result: Mapping[str, Any], out: Path | None) -> None:
+    """Print a JSON report and, with ``out``, write the same text there: what the report commands
+    (``train.realeval``, ``train.student_gap``, ``train.dev_bootstrap``) all do with their result."""
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+    print(text)
 
 
 def label_matrix(rows: Sequence[dict[str, Any]]) -> np.ndarray:

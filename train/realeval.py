@@ -30,7 +30,7 @@ from model.config import REPO_ROOT, InferenceConfig
 from model.thresholds import apply_thresholds as predictions
 from model.thresholds import parse_thresholds
 from train.dataset import iter_jsonl
-from train.evaluate import label_matrix, metrics
+from train.evaluate import emit_report, label_matrix, metrics
 from train.negatives import load_cold_rows, load_negatives
 from train.quoted import unquoted_mask
 
@@ -169,11 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     clf = Classifier.load(args.model, thresholds=overrides, config=InferenceConfig(backend=args.backend))
     result = report(clf.predict_proba, clf.thresholds, args.datasets, data_cfg.heldout_fraction, data_cfg.seed)
     result["model"], result["backend"] = clf.version, clf.backend
-    text = json.dumps(result, indent=2, ensure_ascii=False)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    emit_report(result, args.out)
     return 0
 
 

@@ -17,6 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from train.evaluate import emit_report
+
 #: allowed shortfall of the student, in points (percent)
 BARS = {"test_written_macro_f1": 1.0, "real_dev_macro_f1": 1.0, "ordinary_talk_flagged": 0.5, "behaviour": 2.0}
 
@@ -62,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return rows_of(manifest, json.loads(report.read_text(encoding="utf-8")))
 
     result = gap(load(args.teacher, args.teacher_eval), load(args.student, args.student_eval))
-    text = json.dumps(result, indent=2, ensure_ascii=False)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    emit_report(result, args.out)
     return 0
 
 

@@ -46,12 +46,12 @@ class PartStore:
     part without one is the debris of a killed run and is removed on recovery.
     """
 
-    def __init__(self, out: Path, model_version: str, settings: dict[str, Any] | None = None) -> None:
+    def __init__(self, out: Path, model_version: str, settings: dict[str, Any]) -> None:
         self.dir = out / PARTS
         self.model_version = model_version
         #: what decides a part's rows besides its input (model weights, thresholds, call rules...);
         #: kept in ``parts/run.json`` so a resume with other settings redoes the parts, not mixes them
-        self.settings = json.loads(json.dumps(settings or {}, ensure_ascii=False))
+        self.settings = json.loads(json.dumps(settings, ensure_ascii=False))
         self.next_id = 0
         self.changed: list[str] = []
 
