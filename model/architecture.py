@@ -45,13 +45,21 @@ class MeanPoolClassifier(BertForSequenceClassification):
         self.bert.pooler = None  # unused: pooling is the masked mean below
 
     def classify(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(mean_pool(hidden, attention_mask)))
+        return self.head(mean_pool(hidden, attention_mask))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from pooled features (dropout, then the linear layer)."""
+        return self.classifier(self.dropout(features))
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids=None) -> torch.Tensor:
+        """The head's input: the masked mean of the last hidden states (what feature distillation matches)."""
+        hidden = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        return mean_pool(hidden, attention_mask)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs) -> SequenceClassifierOutput:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        hidden = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
-        return SequenceClassifierOutput(logits=self.classify(hidden, attention_mask))
+        return SequenceClassifierOutput(logits=self.head(self.features(input_ids, attention_mask, token_type_ids)))
 
 
 def resolve_base(encoder: str, keep: np.ndarray | None = None) -> str:

@@ -151,6 +151,13 @@ class DistillConfig(_Section):
         "a LoRA self-distillation step on a 2-core Xeon, round 18); on one without it is emulated and slower",
     )
     augment_copies: int = Field(4, ge=0, description="extra noisy variants of each written/template row in the pool")
+    feature_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of feature distillation: the student's pooled features (the head's input) also learn "
+        "the teacher's, by squared error over the teacher's feature variance in the batch (FitNets, TinyBERT); "
+        "the teacher's torch network runs beside the student each step. 0 = scores only",
+    )
     alpha: float = Field(0.5, ge=0, le=1, description="labelled rows: weight of the teacher's score vs the label")
     extra_labelled_dir: Path | None = Field(
         None,

@@ -295,3 +295,48 @@ def test_student_gap_holds_each_measure_to_its_bar():
     assert not result["meets_bar"]
     assert [k for k, r in result["measures"].items() if not r["ok"]] == ["ordinary_talk_flagged:cped", "behaviour:a"]
     assert result["measures"]["behaviour:a"]["shortfall"] == 8.33
+
+
+def _feature_gap_on(student, teacher_model, ids: torch.Tensor) -> float:
+    from model.architecture import inner_model
+    from train.distill import feature_gap
+
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        mine, wanted = inner_model(student).features(ids, mask), inner_model(teacher_model).features(ids, mask)
+    return float(feature_gap(mine, wanted))
+
+
+@pytest.mark.parametrize("weight", [0.0, 5.0])
+def test_feature_distillation_pulls_the_students_features_to_the_teachers(teacher, weight):
+    from train.distill import fit_student
+
+    clf = Classifier.load(teacher, config=TORCH)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, clf.model.config.vocab_size, (32, 10), generator=gen)
+    targets = Targets(ids=ids.tolist(), teacher=clf.model(input_ids=ids).logits.sigmoid().detach().numpy(),
+                      labels=np.full((32, 3), np.nan, np.float32), n_rows=32)  # fmt: skip
+    settings = Settings.load(None, [f"distill.feature_weight={weight}", "distill.learning_rate=0.01",
+                                    "distill.head_learning_rate=0.01", "distill.warmup_ratio=0"])  # fmt: skip
+    torch.manual_seed(0)
+    student = make_student(clf.model, [1, 3])
+    with torch.no_grad():  # start far from the teacher (a tiny random net's layers barely change its features)
+        for p in student.base_model.encoder.parameters():
+            p.normal_(0, 0.2, generator=gen)
+    before = _feature_gap_on(student, clf.model, ids)
+    fit_student(student, targets, [list(range(16)), list(range(16, 32))] * 10, settings, 0, clf.model)
+    after = _feature_gap_on(student, clf.model, ids)
+    if weight:
+        assert after < 0.5 * before  # the features moved towards the teacher's
+    else:
+        assert after > 0.5 * before  # scores alone leave them where they were (the comparison's control)
+
+
+def test_feature_distillation_without_the_teacher_network_is_refused(teacher):
+    from train.distill import fit_student
+
+    clf = Classifier.load(teacher, config=TORCH)
+    settings = Settings.load(None, ["distill.feature_weight=1"])
+    targets = Targets(ids=[[5, 6]], teacher=np.zeros((1, 3), np.float32), labels=np.zeros((1, 3), np.float32), n_rows=1)
+    with pytest.raises(ValueError, match=r"distill\.feature_weight > 0 needs the teacher's network"):
+        fit_student(make_student(clf.model, [1, 3]), targets, [[0]], settings, 0)

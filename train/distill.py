@@ -176,13 +176,33 @@ def soft_targets(targets: Targets, alpha: float) -> torch.Tensor:
     return torch.from_numpy(mixed.astype(np.float32))
 
 
-def fit_student(student, targets: Targets, schedule: list[list[int]], settings: Settings, pad_id: int) -> Fitted:
+def feature_gap(student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance to the teacher's features over the teacher's feature variance in the batch.
+
+    E5's pooled features share a large common direction, so a plain relative error is small
+    even where the parts that tell windows apart differ; dividing by the variance across the
+    batch makes 1.0 mean "no better than the batch mean" whatever the features' scale.
+    """
+    spread = teacher_features.var(dim=0, unbiased=False).mean().clamp(min=1e-6)
+    return (student_features - teacher_features).pow(2).mean() / spread
+
+
+def fit_student(
+    student, targets: Targets, schedule: list[list[int]], settings: Settings, pad_id: int, teacher_model=None
+) -> Fitted:
     """AdamW on soft binary cross-entropy against :func:`soft_targets`; warm-up then linear decay.
 
-    With ``distill.autocast=bf16`` only the forward pass is bfloat16; the loss, gradients and
+    With ``distill.feature_weight`` > 0 the loss adds that weight times :func:`feature_gap` to
+    ``teacher_model``'s pooled features on the same batch: three scores per window say little
+    about how the teacher reaches them, its 384 features say more, so the student should agree
+    with it on text the pool never held.
+
+    With ``distill.autocast=bf16`` only the forward passes are bfloat16; the loss, gradients and
     AdamW's state stay float32, so the saved weights are float32 rounded to float16 as always.
     """
     cfg = settings.distill
+    if cfg.feature_weight and teacher_model is None:
+        raise ValueError("distill.feature_weight > 0 needs the teacher's network")
     t0 = time.perf_counter()
     y = soft_targets(targets, cfg.alpha)
     total = len(schedule)
@@ -193,14 +213,21 @@ def fit_student(student, targets: Targets, schedule: list[list[int]], settings: 
     n_params = sum(p.numel() for _, p in params)
     print(f"distilling: {targets.n_rows} pool rows, {len(targets.ids)} windows, {total} steps, {n_params:,} parameters")
     student.train()
+    net = inner_model(student)  # a peft wrapper's layers are patched in place, so its base model runs them
+    teacher_net = inner_model(teacher_model).eval() if cfg.feature_weight else None
     losses: list[float] = []
     bar = tqdm(range(total), desc="distill", unit="step")
     for step in bar:
         batch = schedule[step]
         input_ids, mask = pad_tensors([targets.ids[i] for i in batch], pad_id)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast == "bf16"):
-            logits = student(input_ids=input_ids, attention_mask=mask).logits
+            features = net.features(input_ids, mask)
+            logits = net.head(features)
         loss = loss_fn(logits.float(), y[batch])
+        if teacher_net is not None:
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast == "bf16"):
+                wanted = teacher_net.features(input_ids, mask)
+            loss = loss + cfg.feature_weight * feature_gap(features.float(), wanted.float())
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
         optimizer.step()
@@ -281,7 +308,7 @@ def distill(settings: Settings) -> Path:
     targets = pool_windows(teacher, rows)
     schedule = step_schedule([len(x) for x in targets.ids], cfg.batch_size, cfg.seed, cfg.epochs, cfg.max_steps)
     score_windows(teacher, targets, np.unique(np.concatenate(schedule)), Path(cfg.out_dir))
-    fitted = fit_student(student, targets, schedule, settings, teacher.tokenizer.pad_token_id)
+    fitted = fit_student(student, targets, schedule, settings, teacher.tokenizer.pad_token_id, teacher.model)
     for _, p in frozen:  # the artifact stores every trainable parameter, the frozen layers' as well
         p.requires_grad = True
     round_to_float16(frozen)
