@@ -136,6 +136,12 @@ class DistillConfig(_Section):
         "self-distillation, the teacher's own network (every layer) trains its LoRA adapters and head further "
         "on the pool, so the result has the teacher's size and speed (needs a LoRA teacher; ``layers`` unused)",
     )
+    start: Path | None = Field(
+        None,
+        description="method=lora: the LoRA artifact whose adapters and head train on the teacher's scores (None = "
+        "the teacher's own: self-distillation). Another one lets a 12-layer LoRA network learn a different "
+        "teacher, e.g. the 6-layer student that leads it on real speech; both must keep the same vocabulary",
+    )
     layers: list[int] = Field([1, 3, 5, 7, 9, 11], description="teacher encoder layers the student keeps")
     frozen_layers: int = Field(
         0,

@@ -275,7 +275,7 @@ def test_self_distillation_refuses_a_teacher_without_lora(teacher, small_data, d
         f"data.out_dir={small_data}", f"data.negatives_dir={datasets}", f"distill.teacher={teacher}",
         "distill.method=lora", "distill.max_steps=1", "distill.max_pool_rows=16", f"distill.out_dir={tmp_path}",
     ])  # fmt: skip
-    with pytest.raises(ValueError, match=r"distill\.method=lora needs a LoRA teacher; .* trained with 'head'"):
+    with pytest.raises(ValueError, match=r"distill\.method=lora needs a LoRA network; .* trained with 'head'"):
         distill(settings)
 
 
@@ -340,3 +340,33 @@ def test_feature_distillation_without_the_teacher_network_is_refused(teacher):
     targets = Targets(ids=[[5, 6]], teacher=np.zeros((1, 3), np.float32), labels=np.zeros((1, 3), np.float32), n_rows=1)
     with pytest.raises(ValueError, match=r"distill\.feature_weight > 0 needs the teacher's network"):
         fit_student(make_student(clf.model, [1, 3]), targets, [[0]], settings, 0)
+
+
+def test_a_lora_network_can_learn_another_teachers_scores(base4, teacher, small_data, datasets, tmp_path):
+    lora_cfg = {"lora_r": 2, "lora_alpha": 4, "lora_dropout": 0.0, "top_layers": None, "layers": None}
+    start = make_tiny_artifact(tmp_path / "lora", base4, seed=3, method="lora", train=lora_cfg)
+    settings = Settings.load(None, [
+        f"data.out_dir={small_data}", f"data.negatives_dir={datasets}", f"distill.teacher={teacher}",
+        f"distill.start={start}", "distill.method=lora", "distill.max_steps=3", "distill.batch_size=8",
+        "distill.max_pool_rows=64", "distill.augment_copies=1", "distill.learning_rate=0.05",
+        f"distill.out_dir={tmp_path / 'run'}",
+    ])  # fmt: skip
+    artifact = distill(settings)
+    saved = json.loads((artifact / "collectguard.json").read_text())
+    before = json.loads((start / "collectguard.json").read_text())
+    assert saved["method"] == "lora" and saved["train"]["lora_r"] == 2 and "-lora-distill-s" in saved["version"]
+    assert saved["train"]["distilled_from"]["weights_sha256"] == Classifier.load(teacher).manifest.weights_sha256
+    assert saved["weights_sha256"] != before["weights_sha256"]  # the start's adapters moved
+    learned = Classifier.load(artifact, config=TORCH)
+    assert learned.model.config.num_hidden_layers == 4
+    in_memory = np.load(tmp_path / "run" / "validation_probs.npy")
+    np.testing.assert_allclose(learned.predict_proba(load_split("validation", small_data)), in_memory, atol=1e-5)
+
+
+def test_start_is_refused_for_a_student_that_is_not_lora(teacher, small_data, datasets, tmp_path):
+    settings = Settings.load(None, [
+        f"data.out_dir={small_data}", f"data.negatives_dir={datasets}", f"distill.teacher={teacher}",
+        f"distill.start={teacher}", "distill.method=top", f"distill.out_dir={tmp_path}",
+    ])  # fmt: skip
+    with pytest.raises(ValueError, match=r"distill\.start continues a LoRA network: it needs distill\.method=lora"):
+        distill(settings)

@@ -38,6 +38,7 @@ from model.artifact import (
     Manifest,
     load_artifact,
     read_kept_ids,
+    read_manifest,
     version_stamp,
     write_manifest,
     write_model_files,
@@ -140,20 +141,27 @@ def make_student(teacher_model, layers: list[int]):
     return student
 
 
-def make_self_student(teacher_dir: Path):
-    """The teacher's own network with its LoRA adapters unmerged: adapters and head train, the rest is frozen.
+def make_self_student(start_dir: Path):
+    """A LoRA network with its adapters unmerged: adapters and head train, the rest is frozen.
 
     Self-distillation (born-again networks): the 6-layer students trained on this pool ended
     ahead of their teacher on the real dev set and the written test, so the same targets may
-    lift a network of the teacher's size. Continuing the teacher's adapters keeps the artifact
-    the teacher's shape (LoRA factors + head, 2.7 MB in float16) and its start the teacher's scores.
+    lift a network of the teacher's size. Continuing the teacher's adapters (``start_dir`` is the
+    teacher) keeps the artifact the teacher's shape (LoRA factors + head, 2.7 MB in float16) and
+    its start the teacher's scores; ``distill.start`` names another LoRA artifact to continue.
     """
-    model, _, manifest = load_artifact(teacher_dir, merge=False)
+    model, _, manifest = load_artifact(start_dir, merge=False)
     if manifest.method != "lora":
-        raise ValueError(
-            f"distill.method=lora needs a LoRA teacher; {teacher_dir} was trained with {manifest.method!r}"
-        )
+        raise ValueError(f"distill.method=lora needs a LoRA network; {start_dir} was trained with {manifest.method!r}")
     return model
+
+
+def check_same_vocabulary(teacher_dir: Path, start_dir: Path) -> np.ndarray | None:
+    """The kept vocabulary both share; a different one would give the teacher's token ids other meanings."""
+    keep, theirs = read_kept_ids(teacher_dir), read_kept_ids(start_dir)
+    if (keep is None) != (theirs is None) or (keep is not None and not np.array_equal(keep, theirs)):
+        raise ValueError(f"distill.start={start_dir} keeps another vocabulary than the teacher {teacher_dir}")
+    return keep
 
 
 @dataclass
@@ -240,13 +248,17 @@ def fit_student(
     return Fitted(total, time.perf_counter() - t0, losses)
 
 
-def student_manifest(teacher: Classifier, settings: Settings, pool_rows: int) -> Manifest:
-    """The student's manifest: the teacher's base and windows; ``top`` on the kept layers or the teacher's LoRA."""
+def student_manifest(
+    teacher: Classifier, settings: Settings, pool_rows: int, start: Manifest | None = None
+) -> Manifest:
+    """The student's manifest: the teacher's base and windows; ``top`` on the kept layers, or the LoRA shape
+    and name of the network that continued (``start``, the teacher's own when None)."""
     cfg = settings.distill
     if cfg.method == "lora":
-        shape = {k: teacher.manifest.train.get(k) for k in ("lora_r", "lora_alpha", "lora_dropout", "top_layers")}
+        start = start or teacher.manifest
+        shape = {k: start.train.get(k) for k in ("lora_r", "lora_alpha", "lora_dropout", "top_layers")}
         shape["layers"] = None
-        name, kind = teacher.name, f"selfdistill-s{cfg.seed}"
+        name, kind = start.name, f"selfdistill-s{cfg.seed}" if cfg.start is None else f"lora-distill-s{cfg.seed}"
     else:
         shape = {"layers": list(cfg.layers), "top_layers": len(cfg.layers)}
         name, kind = "collectguard-student", f"student{len(cfg.layers)}-s{cfg.seed}"
@@ -254,7 +266,8 @@ def student_manifest(teacher: Classifier, settings: Settings, pool_rows: int) ->
         "method": cfg.method, **shape, "weights_dtype": "float16",
         "distilled_from": {"name": teacher.name, "version": teacher.version,
                            "weights_sha256": teacher.manifest.weights_sha256},
-        "pool_rows": pool_rows, **cfg.model_dump(mode="json", exclude={"layers", "teacher", "out_dir", "method"}),
+        "pool_rows": pool_rows,
+        **cfg.model_dump(mode="json", exclude={"layers", "teacher", "out_dir", "method", "start"}),
     }  # fmt: skip
     return Manifest(
         name=name, version=version_stamp(kind),
@@ -263,10 +276,12 @@ def student_manifest(teacher: Classifier, settings: Settings, pool_rows: int) ->
     )  # fmt: skip
 
 
-def save_student(settings: Settings, teacher: Classifier, student, fitted: Fitted, pool_rows: int, keep) -> Path:
+def save_student(
+    settings: Settings, teacher: Classifier, student, fitted: Fitted, pool_rows: int, keep, start: Manifest | None
+) -> Path:
     """Thresholds on authored validation rows (as training does), test metrics, then the artifact."""
     out_dir = Path(settings.distill.out_dir)
-    manifest = student_manifest(teacher, settings, pool_rows)
+    manifest = student_manifest(teacher, settings, pool_rows, start)
     clf = Classifier(student, teacher.tokenizer, manifest, settings.inference)
     val, test = load_split("validation", settings.data.out_dir), load_split("test", settings.data.out_dir)
     p_val = clf.predict_proba(val)
@@ -291,19 +306,22 @@ def save_student(settings: Settings, teacher: Classifier, student, fitted: Fitte
 def distill(settings: Settings) -> Path:
     """Run one distillation; returns the student's artifact folder (``<out_dir>/artifact``)."""
     cfg = settings.distill
+    if cfg.start and cfg.method != "lora":
+        raise ValueError("distill.start continues a LoRA network: it needs distill.method=lora")
     torch.set_num_threads(cfg.threads or physical_cores())
     torch.manual_seed(cfg.seed)
     teacher_dir = Path(cfg.teacher or SHIPPED_MODEL_DIR)
     scoring = settings.inference.model_copy(update={"backend": cfg.teacher_backend})
     teacher = Classifier.load(teacher_dir, config=scoring)
-    keep = read_kept_ids(teacher_dir)
+    start_dir = Path(cfg.start or teacher_dir)
+    keep = check_same_vocabulary(teacher_dir, start_dir) if cfg.start else read_kept_ids(teacher_dir)
     if settings.data.negatives_dir is None:
         raise ValueError("distill needs the public datasets: set data.negatives_dir (e.g. ../shared/datasets)")
     extra = load_authored(cfg.extra_labelled_dir) if cfg.extra_labelled_dir else None
     rows = build_pool(Path(settings.data.negatives_dir), settings, cfg.augment_copies, extra)
     if cfg.max_pool_rows:
         rows = rows[:: max(1, len(rows) // cfg.max_pool_rows)][: cfg.max_pool_rows]
-    student = make_self_student(teacher_dir) if cfg.method == "lora" else make_student(teacher.model, list(cfg.layers))
+    student = make_self_student(start_dir) if cfg.method == "lora" else make_student(teacher.model, list(cfg.layers))
     frozen = freeze_lower_layers(student, cfg.frozen_layers)
     targets = pool_windows(teacher, rows)
     schedule = step_schedule([len(x) for x in targets.ids], cfg.batch_size, cfg.seed, cfg.epochs, cfg.max_steps)
@@ -312,7 +330,8 @@ def distill(settings: Settings) -> Path:
     for _, p in frozen:  # the artifact stores every trainable parameter, the frozen layers' as well
         p.requires_grad = True
     round_to_float16(frozen)
-    return save_student(settings, teacher, student, fitted, len(rows), keep)
+    start = read_manifest(start_dir) if cfg.start else None
+    return save_student(settings, teacher, student, fitted, len(rows), keep, start)
 
 
 def run(args: argparse.Namespace) -> int:
