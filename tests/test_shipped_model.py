@@ -74,7 +74,7 @@ def test_a_threat_buried_in_a_long_polite_turn_is_found(shipped):
     assert len(shipped.tokenizer(text)["input_ids"]) > shipped.manifest.max_length  # it really needed windows
 
 
-#: the real-speech issue's target (the shipped model, round 18's v2h self-distilled, measures 0.926)
+#: the real-speech issue's target (the shipped model, round 20's, measures 0.930)
 WRITTEN_TEST_MACRO_F1_FLOOR = 0.91
 
 
@@ -82,7 +82,7 @@ def test_targets_on_the_written_test_split(shipped):
     rows = load_split("test", written_only=True)
     report, _ = evaluate_rows(shipped, rows)
     # The issue's targets are 0.91 and 4 %; on the 7-bit int8 default at its calibrated thresholds the
-    # shipped model measures 0.926 and 1.7 % (model card, "Round 19").
+    # shipped model measures 0.930 and 2.9 % (model card, "Round 20").
     assert report["macro_f1"] >= WRITTEN_TEST_MACRO_F1_FLOOR
     assert report["compliant_false_positive_rate"] <= 0.04
 
@@ -104,8 +104,8 @@ def test_scores_do_not_depend_on_batching(shipped):
 #: model card lists the gap.
 BEHAVIOUR_FLOOR = 0.8
 BEHAVIOUR_OVERALL_FLOOR = 0.9
-#: None since round 19: the default (round 18's run, calibrated on an Intel Xeon with AVX-512 VNNI)
-#: passes every functionality there, worst mocking_suicide 49 / 60 = 0.817
+#: None since round 19: the default (round 20's, calibrated on an Intel Xeon with AVX-512 VNNI)
+#: passes every functionality there, worst customer_insults_agent and veiled_threat 53 / 61 = 0.869
 #: (train/results/realeval.json). Int8 scores differ between CPUs with and without VNNI (model card,
 #: "Round 18"): the round-14 default passed customer_insults_agent 49 / 61 on the AVX2 EPYC it was
 #: calibrated on and 47 / 61 on the Xeon. If CI on another CPU finds a functionality under 0.8, the
