@@ -140,7 +140,8 @@ class DistillConfig(_Section):
         None,
         description="method=lora: the LoRA artifact whose adapters and head train on the teacher's scores (None = "
         "the teacher's own: self-distillation). Another one lets a 12-layer LoRA network learn a different "
-        "teacher, e.g. the 6-layer student that leads it on real speech; both must keep the same vocabulary",
+        "teacher, e.g. the 6-layer student that leads it on real speech; both must sit on the same base (encoder "
+        "and kept vocabulary)",
     )
     layers: list[int] = Field([1, 3, 5, 7, 9, 11], description="teacher encoder layers the student keeps")
     frozen_layers: int = Field(

@@ -156,14 +156,6 @@ def make_self_student(start_dir: Path):
     return model
 
 
-def check_same_vocabulary(teacher_dir: Path, start_dir: Path) -> np.ndarray | None:
-    """The kept vocabulary both share; a different one would give the teacher's token ids other meanings."""
-    keep, theirs = read_kept_ids(teacher_dir), read_kept_ids(start_dir)
-    if (keep is None) != (theirs is None) or (keep is not None and not np.array_equal(keep, theirs)):
-        raise ValueError(f"distill.start={start_dir} keeps another vocabulary than the teacher {teacher_dir}")
-    return keep
-
-
 @dataclass
 class Fitted:
     steps: int
@@ -314,7 +306,13 @@ def distill(settings: Settings) -> Path:
     scoring = settings.inference.model_copy(update={"backend": cfg.teacher_backend})
     teacher = Classifier.load(teacher_dir, config=scoring)
     start_dir = Path(cfg.start or teacher_dir)
-    keep = check_same_vocabulary(teacher_dir, start_dir) if cfg.start else read_kept_ids(teacher_dir)
+    start = read_manifest(start_dir) if cfg.start else None
+    if start is not None and start.base != teacher.manifest.base:  # encoder, its weights and the kept vocabulary
+        raise ValueError(
+            f"distill.start={start_dir} sits on base {start.base}, the teacher {teacher_dir} on "
+            f"{teacher.manifest.base}: the teacher's token ids would mean other pieces"
+        )
+    keep = read_kept_ids(teacher_dir)
     if settings.data.negatives_dir is None:
         raise ValueError("distill needs the public datasets: set data.negatives_dir (e.g. ../shared/datasets)")
     extra = load_authored(cfg.extra_labelled_dir) if cfg.extra_labelled_dir else None
@@ -330,7 +328,6 @@ def distill(settings: Settings) -> Path:
     for _, p in frozen:  # the artifact stores every trainable parameter, the frozen layers' as well
         p.requires_grad = True
     round_to_float16(frozen)
-    start = read_manifest(start_dir) if cfg.start else None
     return save_student(settings, teacher, student, fitted, len(rows), keep, start)
 
 
