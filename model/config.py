@@ -138,10 +138,22 @@ class DistillConfig(_Section):
     )
     start: Path | None = Field(
         None,
-        description="method=lora: the LoRA artifact whose adapters and head train on the teacher's scores (None = "
-        "the teacher's own: self-distillation). Another one lets a 12-layer LoRA network learn a different "
-        "teacher, e.g. the 6-layer student that leads it on real speech; both must sit on the same base (encoder "
-        "and kept vocabulary)",
+        description="an artifact that continues training on the teacher's scores instead of starting from the "
+        "teacher (None = method=lora: the teacher's own adapters; method=top: the teacher's kept layers). "
+        "method=lora: another LoRA artifact, e.g. a 12-layer network learning the 6-layer student that leads "
+        "it on real speech; method=top: an earlier student with the same ``layers``, e.g. to pull it towards "
+        "the teacher where they disagree (``disagreement_boost``). Both must sit on the teacher's base "
+        "(encoder and kept vocabulary)",
+    )
+    disagreement_boost: int = Field(
+        0,
+        ge=0,
+        description="extra passes over the pool windows where ``start`` and the teacher disagree (score gap of "
+        "at least ``disagreement_gap`` on a label): the run's windows are scored by both, and those where the "
+        "start differs are repeated this many more times. 0 = every window once per epoch. Needs ``start``",
+    )
+    disagreement_gap: float = Field(
+        0.2, gt=0, lt=1, description="score gap (any label) from which a window counts as a disagreement"
     )
     layers: list[int] = Field([1, 3, 5, 7, 9, 11], description="teacher encoder layers the student keeps")
     frozen_layers: int = Field(

@@ -18,6 +18,8 @@ from tests.conftest import make_tiny_artifact
 from train.dataset import load_split
 from train.distill import (
     Targets,
+    boosted_schedule,
+    disagreements,
     distill,
     freeze_lower_layers,
     make_student,
@@ -363,10 +365,66 @@ def test_a_lora_network_can_learn_another_teachers_scores(base4, teacher, small_
     np.testing.assert_allclose(learned.predict_proba(load_split("validation", small_data)), in_memory, atol=1e-5)
 
 
-def test_start_is_refused_for_a_student_that_is_not_lora(teacher, small_data, datasets, tmp_path):
-    settings = Settings.load(None, [
+def _student_run(teacher, small_data, datasets, out: Path, *extra: str) -> Path:
+    return distill(Settings.load(None, [
         f"data.out_dir={small_data}", f"data.negatives_dir={datasets}", f"distill.teacher={teacher}",
-        f"distill.start={teacher}", "distill.method=top", f"distill.out_dir={tmp_path}",
-    ])  # fmt: skip
-    with pytest.raises(ValueError, match=r"distill\.start continues a LoRA network: it needs distill\.method=lora"):
-        distill(settings)
+        "distill.layers=[1,3]", "distill.epochs=0.25", "distill.batch_size=8", "distill.max_pool_rows=64",
+        "distill.augment_copies=1", "distill.learning_rate=0.05", f"distill.out_dir={out}", *extra,
+    ]))  # fmt: skip
+
+
+def test_disagreements_are_the_windows_whose_scores_differ_by_the_gap_on_any_label():
+    teacher = np.array([[0.9, 0.1, 0.1], [0.5, 0.5, 0.5], [0.1, 0.1, 0.8], [0.2, 0.2, 0.2]], np.float32)
+    targets = Targets(ids=[[5]] * 4, teacher=teacher, labels=np.full((4, 3), np.nan, np.float32), n_rows=4)
+    used = np.array([0, 1, 2])  # window 3 is not in the run: never a disagreement
+    own = np.array([[0.6, 0.1, 0.1], [0.55, 0.45, 0.5], [0.1, 0.1, 0.1]], np.float32)
+    np.testing.assert_array_equal(disagreements(targets, used, own, 0.2), [0, 2])
+
+
+def test_boosted_schedule_repeats_only_the_hard_windows_and_keeps_every_base_batch():
+    lengths = [3, 9, 4, 8, 5, 7, 6, 2, 10, 11]
+    base = [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    hard = np.array([1, 8])
+    out = boosted_schedule(base, lengths, hard, 3, 3, seed=0)
+    counts = np.bincount(np.concatenate(out), minlength=10)
+    assert counts.tolist() == [1, 4, 1, 1, 1, 1, 1, 1, 4, 1]  # 3 more passes over the hard two
+    assert all(b in out for b in base) and max(len(b) for b in out) <= 3
+    assert boosted_schedule(base, lengths, hard, 0, 3, seed=0) == base
+    assert boosted_schedule(base, lengths, np.array([], int), 3, 3, seed=0) == base
+
+
+def test_a_student_continues_an_earlier_one_with_its_disagreements_repeated(
+    teacher, small_data, datasets, tmp_path, capsys
+):
+    first = _student_run(teacher, small_data, datasets, tmp_path / "first")
+    before = json.loads((first / "collectguard.json").read_text())
+    capsys.readouterr()
+    again = _student_run(teacher, small_data, datasets, tmp_path / "again", f"distill.start={first}",
+                         "distill.disagreement_boost=2", "distill.disagreement_gap=0.001")  # fmt: skip
+    hard, used = map(int, capsys.readouterr().out.split("disagreements: ")[1].split(" windows")[0].split(" of "))
+    saved = json.loads((again / "collectguard.json").read_text())
+    assert 0 < hard <= used
+    assert saved["metrics"]["steps"] > before["metrics"]["steps"]  # the same base schedule plus the repeats
+    assert saved["method"] == "top" and saved["train"]["layers"] == [1, 3] and "-cont-s13" in saved["version"]
+    assert saved["train"]["started_from"] == {k: before[k] for k in ("name", "version", "weights_sha256")}
+    assert saved["weights_sha256"] != before["weights_sha256"]  # it trained on from there
+    in_memory = np.load(tmp_path / "again" / "validation_probs.npy")
+    np.testing.assert_allclose(
+        Classifier.load(again, config=TORCH).predict_proba(load_split("validation", small_data)), in_memory, atol=1e-6
+    )
+
+
+def test_a_student_start_must_be_a_student_on_the_same_layers(base4, teacher, small_data, datasets, tmp_path):
+    lora = make_tiny_artifact(tmp_path / "lora", base4, seed=3, method="lora",
+                              train={"lora_r": 2, "lora_alpha": 4, "lora_dropout": 0.0, "top_layers": None,
+                                     "layers": None})  # fmt: skip
+    with pytest.raises(ValueError, match=r"'lora' network .*continues a student on the same distill\.layers"):
+        _student_run(teacher, small_data, datasets, tmp_path / "a", f"distill.start={lora}")
+    first = _student_run(teacher, small_data, datasets, tmp_path / "first", "distill.max_steps=1")
+    with pytest.raises(ValueError, match=r"on layers \[1, 3\]; .*distill\.layers=\[0, 2\]"):
+        _student_run(teacher, small_data, datasets, tmp_path / "b", f"distill.start={first}", "distill.layers=[0,2]")
+
+
+def test_disagreement_boost_without_a_start_is_refused(teacher, small_data, datasets, tmp_path):
+    with pytest.raises(ValueError, match=r"distill\.disagreement_boost needs distill\.start"):
+        _student_run(teacher, small_data, datasets, tmp_path, "distill.disagreement_boost=1")

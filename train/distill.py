@@ -11,7 +11,10 @@ cut into windows and scored once by the teacher, only the windows the run's sche
 by content hash so a rerun skips them), :func:`fit_student`
 and :func:`save_student` (per-label thresholds on validation data, test metrics, the artifact).
 ``distill.method=lora`` instead trains the teacher's own LoRA adapters further on the same targets
-(self-distillation: a model of the teacher's size). The student is an ordinary artifact (method
+(self-distillation: a model of the teacher's size). ``distill.start`` continues another network
+instead (a LoRA artifact, or an earlier student on the same layers), and
+``distill.disagreement_boost`` repeats the windows where that start and the teacher disagree.
+The student is an ordinary artifact (method
 ``top`` on the kept ``layers``, or ``lora``): ``Classifier.load``
 reads it like any other, and ``python -m train.calibrate`` picks its off-domain thresholds the
 same way as the teacher's.
@@ -103,12 +106,39 @@ def score_windows(teacher: Classifier, targets: Targets, needed: np.ndarray | No
     if not len(missing):
         return
     print(f"teacher scores: {len(missing)} of {len(targets.ids)} windows (the rest are cached or never used)")
-    step = 4096  # chunks only for the progress bar; each chunk is length-bucketed inside
-    for start in tqdm(range(0, len(missing), step), desc="teacher scores", unit="chunk"):
-        chunk = missing[start : start + step]
-        targets.teacher[chunk] = teacher.window_scores([targets.windows[i] for i in chunk])
+    targets.teacher[missing] = scores_in_chunks(teacher, [targets.windows[i] for i in missing], "teacher scores")
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, key=key, scores=targets.teacher)
+
+
+def scores_in_chunks(clf: Classifier, windows: list[Window], desc: str, step: int = 4096) -> np.ndarray:
+    """``clf``'s scores on ``windows``, in chunks only for the progress bar (each is length-bucketed inside)."""
+    out = np.empty((len(windows), len(VIOLATIONS)), dtype=np.float32)
+    for start in tqdm(range(0, len(windows), step), desc=desc, unit="chunk"):
+        out[start : start + step] = clf.window_scores(windows[start : start + step])
+    return out
+
+
+def disagreements(targets: Targets, used: np.ndarray, start_scores: np.ndarray, gap: float) -> np.ndarray:
+    """The windows of ``used`` where the start's scores differ from the teacher's by ``gap`` or more on a label."""
+    return used[(np.abs(targets.teacher[used] - start_scores) >= gap).any(axis=1)]
+
+
+def boosted_schedule(
+    schedule: list[list[int]], lengths: list[int], hard: np.ndarray, boost: int, batch_size: int, seed: int
+) -> list[list[int]]:
+    """``schedule`` plus ``boost`` passes over the ``hard`` windows, the batches shuffled together.
+
+    A student that continues from an earlier one already agrees with the teacher on most of the
+    pool; repeating where it does not spends the steps there (hard-example mining on the teacher's
+    own scores, so no labels are involved). Extra batches are length-bucketed like any epoch's.
+    """
+    if not boost or not len(hard):
+        return schedule
+    extra = step_schedule([lengths[i] for i in hard], batch_size, seed, float(boost), None)
+    merged = schedule + [[int(hard[j]) for j in batch] for batch in extra]
+    order = np.random.default_rng(seed).permutation(len(merged))
+    return [merged[i] for i in order]
 
 
 def freeze_lower_layers(model, n: int) -> list[tuple[str, torch.nn.Parameter]]:
@@ -139,6 +169,20 @@ def make_student(teacher_model, layers: list[int]):
     for name, p in student.named_parameters():
         p.requires_grad = ".encoder." in name or name.startswith("classifier.")
     return student
+
+
+def continue_student(start_dir: Path, layers: list[int]):
+    """An earlier student (method ``top`` on the same ``layers``) to train further, trainable as
+    :func:`make_student` makes a new one."""
+    model, _, manifest = load_artifact(start_dir)
+    if manifest.method != "top" or list(manifest.train.get("layers") or []) != list(layers):
+        raise ValueError(
+            f"distill.start={start_dir} is a {manifest.method!r} network on layers {manifest.train.get('layers')}; "
+            f"method=top continues a student on the same distill.layers={list(layers)}"
+        )
+    for name, p in model.named_parameters():
+        p.requires_grad = ".encoder." in name or name.startswith("classifier.")
+    return model
 
 
 def make_self_student(start_dir: Path):
@@ -253,12 +297,14 @@ def student_manifest(
         name, kind = start.name, f"selfdistill-s{cfg.seed}" if cfg.start is None else f"lora-distill-s{cfg.seed}"
     else:
         shape = {"layers": list(cfg.layers), "top_layers": len(cfg.layers)}
-        name, kind = "collectguard-student", f"student{len(cfg.layers)}-s{cfg.seed}"
+        name, kind = "collectguard-student", f"student{len(cfg.layers)}{'' if start is None else '-cont'}-s{cfg.seed}"
+    started = {"started_from": {"name": start.name, "version": start.version,
+                                "weights_sha256": start.weights_sha256}} if cfg.start and start else {}  # fmt: skip
     train = {
         "method": cfg.method, **shape, "weights_dtype": "float16",
         "distilled_from": {"name": teacher.name, "version": teacher.version,
                            "weights_sha256": teacher.manifest.weights_sha256},
-        "pool_rows": pool_rows,
+        "pool_rows": pool_rows, **started,
         **cfg.model_dump(mode="json", exclude={"layers", "teacher", "out_dir", "method", "start"}),
     }  # fmt: skip
     return Manifest(
@@ -298,8 +344,8 @@ def save_student(
 def distill(settings: Settings) -> Path:
     """Run one distillation; returns the student's artifact folder (``<out_dir>/artifact``)."""
     cfg = settings.distill
-    if cfg.start and cfg.method != "lora":
-        raise ValueError("distill.start continues a LoRA network: it needs distill.method=lora")
+    if cfg.disagreement_boost and not cfg.start:
+        raise ValueError("distill.disagreement_boost needs distill.start: the network whose disagreements it repeats")
     torch.set_num_threads(cfg.threads or physical_cores())
     torch.manual_seed(cfg.seed)
     teacher_dir = Path(cfg.teacher or SHIPPED_MODEL_DIR)
@@ -319,11 +365,26 @@ def distill(settings: Settings) -> Path:
     rows = build_pool(Path(settings.data.negatives_dir), settings, cfg.augment_copies, extra)
     if cfg.max_pool_rows:
         rows = rows[:: max(1, len(rows) // cfg.max_pool_rows)][: cfg.max_pool_rows]
-    student = make_self_student(start_dir) if cfg.method == "lora" else make_student(teacher.model, list(cfg.layers))
+    if cfg.method == "lora":
+        student = make_self_student(start_dir)
+    elif cfg.start:
+        student = continue_student(start_dir, list(cfg.layers))
+    else:
+        student = make_student(teacher.model, list(cfg.layers))
     frozen = freeze_lower_layers(student, cfg.frozen_layers)
     targets = pool_windows(teacher, rows)
     schedule = step_schedule([len(x) for x in targets.ids], cfg.batch_size, cfg.seed, cfg.epochs, cfg.max_steps)
-    score_windows(teacher, targets, np.unique(np.concatenate(schedule)), Path(cfg.out_dir))
+    used = np.unique(np.concatenate(schedule))
+    score_windows(teacher, targets, used, Path(cfg.out_dir))
+    if cfg.disagreement_boost:
+        start_clf = Classifier.load(start_dir, config=scoring)
+        own = scores_in_chunks(start_clf, [targets.windows[i] for i in used], "start's scores")
+        hard = disagreements(targets, used, own, cfg.disagreement_gap)
+        print(f"disagreements: {len(hard)} of {len(used)} windows (gap >= {cfg.disagreement_gap}), "
+              f"{cfg.disagreement_boost} more passes over them")  # fmt: skip
+        lengths = [len(x) for x in targets.ids]
+        schedule = boosted_schedule(schedule, lengths, hard, cfg.disagreement_boost, cfg.batch_size, cfg.seed)
+        schedule = schedule[: cfg.max_steps or None]
     fitted = fit_student(student, targets, schedule, settings, teacher.tokenizer.pad_token_id, teacher.model)
     for _, p in frozen:  # the artifact stores every trainable parameter, the frozen layers' as well
         p.requires_grad = True
