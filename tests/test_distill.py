@@ -428,3 +428,22 @@ def test_a_student_start_must_be_a_student_on_the_same_layers(base4, teacher, sm
 def test_disagreement_boost_without_a_start_is_refused(teacher, small_data, datasets, tmp_path):
     with pytest.raises(ValueError, match=r"distill\.disagreement_boost needs distill\.start"):
         _student_run(teacher, small_data, datasets, tmp_path, "distill.disagreement_boost=1")
+
+
+def test_rerun_spread_counts_functionalities_more_than_the_bar_apart_each_way(tmp_path):
+    from train.rerun_spread import main, spread
+
+    a = {"x": 95.0, "y": 90.0, "z": 80.0, "only_a": 10.0}
+    b = {"x": 92.9, "y": 90.0, "z": 82.0, "only_b": 99.0}
+    got = spread(a, b, bar=2.0)
+    assert (got["functionalities"], got["b_behind_a"], got["a_behind_b"]) == (3, 1, 0)  # z: exactly 2 is within
+    assert got["b_behind_a_names"] == ["x"] and got["either_way"] == 1
+    reports = []
+    for name, rates in (("a", a), ("b", b)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"behaviour": {"functionalities": {k: {"pass_rate": v / 100} for k, v in
+                                                                      rates.items()}}}))  # fmt: skip
+        reports.append(str(path))
+    assert main(["--pair", "same recipe", *reports, "--out", str(tmp_path / "out.json")]) == 0
+    saved = json.loads((tmp_path / "out.json").read_text())
+    assert saved["same recipe"]["b_behind_a"] == 1 and saved["same recipe"]["a"] == reports[0]
