@@ -51,9 +51,10 @@ def load(model: Path | None, threads: int | None, allow_stale: bool) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench_inference import cpu_model, draw_segments
+    from bench_inference import draw_segments
 
     from model.config import ExplainConfig, physical_cores
+    from model.machine import describe
     from model.preprocess import segments_of
     from serve.evidence import explain_results
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     explain_all_s = median_seconds(lambda: explain(False), 1)
     per_segment = score_s / len(segs)
     out = {
-        "machine": {"cpu": cpu_model(), "physical_cores": physical_cores(), "python": platform.python_version()},
+        "machine": {**describe(), "physical_cores": physical_cores(), "python": platform.python_version()},
         "model": {"name": clf.name, "version": clf.version, "stale_preprocessing_allowed": args.allow_stale},
         "explain": cfg.model_dump(),
         "n_segments": len(segs),

@@ -74,16 +74,6 @@ def draw_segments(n: int, seed: int) -> list[dict[str, Any]]:
     return [out[i] for i in order]
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def timed(fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -111,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from model.classifier import Classifier
     from model.config import InferenceConfig, model_path, physical_cores, repo_relative
+    from model.machine import describe
     from model.preprocess import context_prefix, normalize, segments_of
 
     hf_logging.set_verbosity_error()
@@ -162,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {name: statistics.median(run[name] for run in runs) for name in names}
     ratios = [run["ratio_vs_best_pipeline"] for run in runs]
     env = {
-        "cpu": cpu_model(), "physical_cores": physical_cores(), "logical_cpus": os.cpu_count(),
+        **describe(), "physical_cores": physical_cores(), "logical_cpus": os.cpu_count(),
         "threads": threads, "default_backend": default.backend,
         "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),

@@ -176,3 +176,15 @@ def test_model_path_takes_a_shipped_name_a_folder_or_nothing(tmp_path, monkeypat
     assert model_path("default") == Path("default")
     assert model_path("no-such-model") == Path("no-such-model")  # loading it then names the missing manifest
     assert model_path(tmp_path / "x") == tmp_path / "x"
+
+
+def test_machine_names_the_cpu_and_its_best_int8_dot_product():
+    from model.machine import describe
+
+    xeon = "processor\t: 0\nmodel name\t: Intel Xeon\nflags\t\t: fpu avx2 avx512_vnni amx_int8\n\nprocessor\t: 1\n"
+    epyc = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx avx2 fma\n"
+    assert describe(xeon) == {"cpu": "Intel Xeon", "int8_dot": "amx_int8"}
+    assert describe(epyc) == {"cpu": "AMD EPYC", "int8_dot": "none (avx2)"}
+    assert describe("processor\t: 0\nflags\t: fpu\n")["int8_dot"] == "none"
+    here = describe()  # this machine's /proc/cpuinfo
+    assert here["cpu"] and here["int8_dot"]

@@ -155,6 +155,7 @@ def report(
 def main(argv: list[str] | None = None) -> int:
     from model.classifier import Classifier
     from model.config import Settings
+    from model.machine import describe
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None)
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     clf = Classifier.load(args.model, thresholds=overrides, config=InferenceConfig(backend=args.backend))
     result = report(clf.predict_proba, clf.thresholds, args.datasets, data_cfg.heldout_fraction, data_cfg.seed)
     result["model"], result["backend"] = clf.version, clf.backend
+    result["machine"] = describe()  # int8 scores depend on the CPU's int8 instructions
     emit_report(result, args.out)
     return 0
 
