@@ -158,31 +158,33 @@ def freeze_lower_layers(model, n: int) -> list[tuple[str, torch.nn.Parameter]]:
     return frozen
 
 
-def make_student(teacher_model, layers: list[int]):
-    """The teacher's network (LoRA merged) keeping only ``layers``; encoder layers and head train.
+def train_layers_and_head(student):
+    """A student's encoder layers and head train; its embeddings stay frozen.
 
-    Embeddings stay frozen: they are the base encoder's (LoRA never touched them), so the
-    artifact stores only the kept layers and the head, and loading rebuilds the rest.
+    They are the base encoder's (LoRA never touched them), so the artifact stores only the kept
+    layers and the head, and loading rebuilds the rest.
     """
-    student = copy.deepcopy(teacher_model)
-    keep_encoder_layers(student, layers)
     for name, p in student.named_parameters():
         p.requires_grad = ".encoder." in name or name.startswith("classifier.")
     return student
 
 
+def make_student(teacher_model, layers: list[int]):
+    """The teacher's network (LoRA merged) keeping only ``layers``, trainable as :func:`train_layers_and_head` says."""
+    student = copy.deepcopy(teacher_model)
+    keep_encoder_layers(student, layers)
+    return train_layers_and_head(student)
+
+
 def continue_student(start_dir: Path, layers: list[int]):
-    """An earlier student (method ``top`` on the same ``layers``) to train further, trainable as
-    :func:`make_student` makes a new one."""
+    """An earlier student (method ``top`` on the same ``layers``) to train further, trainable as a new one."""
     model, _, manifest = load_artifact(start_dir)
     if manifest.method != "top" or list(manifest.train.get("layers") or []) != list(layers):
         raise ValueError(
             f"distill.start={start_dir} is a {manifest.method!r} network on layers {manifest.train.get('layers')}; "
             f"method=top continues a student on the same distill.layers={list(layers)}"
         )
-    for name, p in model.named_parameters():
-        p.requires_grad = ".encoder." in name or name.startswith("classifier.")
-    return model
+    return train_layers_and_head(model)
 
 
 def make_self_student(start_dir: Path):
