@@ -259,6 +259,7 @@ def test_mixed_directory_outputs(tmp_path, fast_load, tiny_artifact, tiny_classi
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["calls"] == 9 and manifest["counts"]["segments"] == len(segs)
     assert manifest["counts"]["errors"] == 0 and manifest["engine"] == "local"
+    assert manifest["machine"]["cpu"] and manifest["machine"]["int8_dot"]  # int8 decisions depend on the CPU
     assert (
         manifest["model"]["version"] == tiny_classifier.version and manifest["preprocess_version"] == PREPROCESS_VERSION
     )

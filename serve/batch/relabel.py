@@ -28,6 +28,7 @@ from typing import Any
 from model.artifact import Manifest, read_manifest
 from model.config import RelabelConfig, Settings, model_path
 from model.files import atomic_write, sha256_file
+from model.machine import describe
 from model.preprocess import PREPROCESS_VERSION
 from model.privacy import mask_value
 from serve.batch import engines
@@ -278,6 +279,7 @@ def finalise(
         "roles": {**decided_by["roles"], "counts": chunks.roles},
         "model": {**decided_by["model"], "path": str(p.model_dir)},
         "engine": p.engine,
+        "machine": describe(),  # the driver's; int8 decisions can differ between CPUs (model/machine.py)
         "workers": p.workers,
         "batch_size": p.batch_size,
         "chunk_calls": p.config.chunk_calls,
