@@ -17,7 +17,8 @@ from transformers import AutoModel
 
 from collectguard.cli import read_corpus_texts
 from model.base import build_base, kept_piece_ids, load_tokenizer_json
-from model.config import REPO_ROOT, physical_cores
+from model.config import REPO_ROOT
+from model.machine import physical_cores
 
 
 def time_forward(model, ids: torch.Tensor, repeats: int) -> list[float]:

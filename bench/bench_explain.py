@@ -53,8 +53,8 @@ def load(model: Path | None, threads: int | None, allow_stale: bool) -> Any:
 def main(argv: list[str] | None = None) -> int:
     from bench_inference import draw_segments
 
-    from model.config import ExplainConfig, physical_cores
-    from model.machine import describe
+    from model.config import ExplainConfig
+    from model.machine import describe, physical_cores
     from model.preprocess import segments_of
     from serve.evidence import explain_results
 

@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     from model.classifier import Classifier
-    from model.config import InferenceConfig, model_path, physical_cores, repo_relative
-    from model.machine import describe
+    from model.config import InferenceConfig, model_path, repo_relative
+    from model.machine import describe, physical_cores
     from model.preprocess import context_prefix, normalize, segments_of
 
     hf_logging.set_verbosity_error()

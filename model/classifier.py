@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from model.artifact import Manifest, load_artifact
-from model.config import InferenceConfig, model_path, physical_cores
+from model.config import InferenceConfig, model_path
 from model.labels import COMPLIANT, VIOLATIONS, most_severe
+from model.machine import physical_cores
 from model.preprocess import (
     PREPROCESS_VERSION,
     Segment,

@@ -464,21 +464,5 @@ def repo_relative(path: Path | str) -> str:
         return str(path)
 
 
-def physical_cores() -> int:
-    """Physical cores (intra-op threads beyond these only add contention)."""
-    try:
-        cores = set()
-        text = Path("/proc/cpuinfo").read_text()
-        for block in text.strip().split("\n\n"):
-            fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
-            fields = {k.strip(): v.strip() for k, v in fields.items()}
-            cores.add((fields.get("physical id"), fields.get("core id")))
-        if cores and (None, None) not in cores:
-            return len(cores)
-    except OSError:
-        pass
-    return os.cpu_count() or 1
-
-
 def dump(settings: Settings) -> str:
     return json.dumps(settings.model_dump(mode="json"), indent=2, ensure_ascii=False)

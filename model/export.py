@@ -280,7 +280,7 @@ def make_session(path: Path, threads: int | None = None, spin: bool = False):
     """
     import onnxruntime as ort
 
-    from model.config import physical_cores
+    from model.machine import physical_cores
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or physical_cores()

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from model.config import REPO_ROOT, DataConfig, Settings, dump, physical_cores, repo_relative
+from model.config import REPO_ROOT, DataConfig, Settings, dump, repo_relative
+from model.machine import physical_cores
 
 
 @pytest.fixture(autouse=True)

@@ -47,8 +47,9 @@ from model.artifact import (
     write_model_files,
 )
 from model.classifier import Classifier
-from model.config import SHIPPED_MODEL_DIR, Settings, physical_cores
+from model.config import SHIPPED_MODEL_DIR, Settings
 from model.labels import VIOLATIONS
+from model.machine import physical_cores
 from model.preprocess import Segment, Window, encode_windows, make_windows
 from train.dataset import hash_rows, load_authored, load_split
 from train.evaluate import choose_thresholds, label_matrix
@@ -292,6 +293,8 @@ def student_manifest(
     """The student's manifest: the teacher's base and windows; ``top`` on the kept layers, or the LoRA shape
     and name of the network that continued (``start``, the teacher's own when None)."""
     cfg = settings.distill
+    started = {"started_from": {"name": start.name, "version": start.version,
+                                "weights_sha256": start.weights_sha256}} if start else {}  # fmt: skip
     if cfg.method == "lora":
         start = start or teacher.manifest
         shape = {k: start.train.get(k) for k in ("lora_r", "lora_alpha", "lora_dropout", "top_layers")}
@@ -300,8 +303,6 @@ def student_manifest(
     else:
         shape = {"layers": list(cfg.layers), "top_layers": len(cfg.layers)}
         name, kind = "collectguard-student", f"student{len(cfg.layers)}{'' if start is None else '-cont'}-s{cfg.seed}"
-    started = {"started_from": {"name": start.name, "version": start.version,
-                                "weights_sha256": start.weights_sha256}} if cfg.start and start else {}  # fmt: skip
     train = {
         "method": cfg.method, **shape, "weights_dtype": "float16",
         "distilled_from": {"name": teacher.name, "version": teacher.version,
@@ -375,7 +376,8 @@ def distill(settings: Settings) -> Path:
         student = make_student(teacher.model, list(cfg.layers))
     frozen = freeze_lower_layers(student, cfg.frozen_layers)
     targets = pool_windows(teacher, rows)
-    schedule = step_schedule([len(x) for x in targets.ids], cfg.batch_size, cfg.seed, cfg.epochs, cfg.max_steps)
+    lengths = [len(x) for x in targets.ids]
+    schedule = step_schedule(lengths, cfg.batch_size, cfg.seed, cfg.epochs, cfg.max_steps)
     used = np.unique(np.concatenate(schedule))
     score_windows(teacher, targets, used, Path(cfg.out_dir))
     if cfg.disagreement_boost:
@@ -384,7 +386,6 @@ def distill(settings: Settings) -> Path:
         hard = disagreements(targets, used, own, cfg.disagreement_gap)
         print(f"disagreements: {len(hard)} of {len(used)} windows (gap >= {cfg.disagreement_gap}), "
               f"{cfg.disagreement_boost} more passes over them")  # fmt: skip
-        lengths = [len(x) for x in targets.ids]
         schedule = boosted_schedule(schedule, lengths, hard, cfg.disagreement_boost, cfg.batch_size, cfg.seed)
         schedule = schedule[: cfg.max_steps or None]
     fitted = fit_student(student, targets, schedule, settings, teacher.tokenizer.pad_token_id, teacher.model)

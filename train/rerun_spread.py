@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from train.evaluate import emit_report
-from train.student_gap import BARS
+from train.student_gap import BARS, points
 
 
 def pass_rates(report: dict[str, Any]) -> dict[str, float]:
     """Each behaviour functionality's pass rate, in points."""
-    return {name: round(100 * r["pass_rate"], 2) for name, r in report["behaviour"]["functionalities"].items()}
+    return {name: points(r["pass_rate"]) for name, r in report["behaviour"]["functionalities"].items()}
 
 
 def spread(a: dict[str, float], b: dict[str, float], bar: float = BARS["behaviour"]) -> dict[str, Any]:

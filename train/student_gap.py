@@ -23,20 +23,20 @@ from train.evaluate import emit_report
 BARS = {"test_written_macro_f1": 1.0, "real_dev_macro_f1": 1.0, "ordinary_talk_flagged": 0.5, "behaviour": 2.0}
 
 
-def _points(x: float) -> float:
+def points(x: float) -> float:
     return round(100 * x, 2)
 
 
 def rows_of(manifest: dict[str, Any], realeval: dict[str, Any]) -> dict[str, tuple[float, bool]]:
     """Each measure in points, with whether higher is better."""
     out = {
-        "test_written_macro_f1": (_points(manifest["metrics"]["test"]["written"]["macro_f1"]), True),
-        "real_dev_macro_f1": (_points(realeval["real_dev"]["macro_f1"]), True),
+        "test_written_macro_f1": (points(manifest["metrics"]["test"]["written"]["macro_f1"]), True),
+        "real_dev_macro_f1": (points(realeval["real_dev"]["macro_f1"]), True),
     }
     for corpus, r in realeval["ordinary_talk_test"].items():
-        out[f"ordinary_talk_flagged:{corpus}"] = (_points(r["flagged_rate"]), False)
+        out[f"ordinary_talk_flagged:{corpus}"] = (points(r["flagged_rate"]), False)
     for name, r in realeval["behaviour"]["functionalities"].items():
-        out[f"behaviour:{name}"] = (_points(r["pass_rate"]), True)
+        out[f"behaviour:{name}"] = (points(r["pass_rate"]), True)
     return out
 
 

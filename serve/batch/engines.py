@@ -83,7 +83,7 @@ def run_pool(
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    from model.config import physical_cores
+    from model.machine import physical_cores
 
     settings = settings or Settings()
     prepare_backend(model, settings.inference)
