@@ -299,6 +299,52 @@ def test_student_gap_holds_each_measure_to_its_bar():
     assert result["measures"]["behaviour:a"]["shortfall"] == 8.33
 
 
+def test_sign_test_counts_only_discordant_cases():
+    from train.student_gap import holm, one_sided_sign_test
+
+    assert one_sided_sign_test(0, 0) == 1.0  # no case tells the two apart
+    assert one_sided_sign_test(3, 0) == 0.125 and one_sided_sign_test(5, 0) == 1 / 32
+    assert one_sided_sign_test(5, 1) == pytest.approx(7 / 64)  # C(6,5) + C(6,6) of 2^6
+    assert one_sided_sign_test(0, 4) == 1.0
+    assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
+
+
+def test_student_gap_pairs_behaviour_cases_when_the_reports_list_them(tmp_path):
+    from train.student_gap import main, paired_behaviour
+
+    def report(failed: dict[str, list[str]], with_ids: bool = True) -> dict:
+        table = {k: {"n": 20, "pass_rate": 1 - len(v) / 20, **({"failed": v} if with_ids else {})}
+                 for k, v in failed.items()}  # fmt: skip
+        return {"real_dev": {"macro_f1": 0.8}, "ordinary_talk_test": {"cped": {"flagged_rate": 0.0}},
+                "behaviour": {"functionalities": table}}  # fmt: skip
+
+    teacher = report({"a": ["a-1"], "b": ["b-1", "b-2"]})
+    # a: six more failures, all new (p = 1/64); b: the same count as the teacher, other cases
+    student = report({"a": ["a-1", *(f"a-{i}" for i in range(2, 8))], "b": ["b-3", "b-4"]})
+    got = paired_behaviour(teacher, student)
+    assert got["functionalities"]["a"] == {"n": 20, "only_student_fails": 6, "only_teacher_fails": 0,
+                                           "p_one_sided": 0.0156, "p_holm": 0.0312}  # fmt: skip
+    b = got["functionalities"]["b"]
+    assert (b["only_student_fails"], b["only_teacher_fails"], b["p_one_sided"]) == (2, 2, 0.6875)
+    assert got["behind_unadjusted"] == got["behind_holm"] == ["a"]
+    assert got["whole_suite"] == {"only_student_fails": 8, "only_teacher_fails": 2, "p_one_sided": 0.0547}
+    manifest = {"metrics": {"test": {"written": {"macro_f1": 0.9}}}}
+    for who in ("t", "s"):
+        (tmp_path / who).mkdir()
+        (tmp_path / who / "collectguard.json").write_text(json.dumps(manifest))
+    paths = {}
+    for name, rep in (("t", teacher), ("s", student), ("s_old", report({"a": [], "b": []}, with_ids=False))):
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(rep))
+    args = ["--teacher", str(tmp_path / "t"), "--teacher-eval", str(paths["t"]), "--student", str(tmp_path / "s")]
+    assert main([*args, "--student-eval", str(paths["s"]), "--out", str(tmp_path / "gap.json")]) == 0
+    saved = json.loads((tmp_path / "gap.json").read_text())
+    assert saved["paired_behaviour"]["behind_holm"] == ["a"] and not saved["meets_bar"]
+    # a report from before case ids were recorded: the rate bar only, no paired section
+    assert main([*args, "--student-eval", str(paths["s_old"]), "--out", str(tmp_path / "old.json")]) == 0
+    assert "paired_behaviour" not in json.loads((tmp_path / "old.json").read_text())
+
+
 def _feature_gap_on(student, teacher_model, ids: torch.Tensor) -> float:
     from model.architecture import inner_model
     from train.distill import feature_gap
@@ -447,3 +493,23 @@ def test_rerun_spread_counts_functionalities_more_than_the_bar_apart_each_way(tm
     assert main(["--pair", "same recipe", *reports, "--out", str(tmp_path / "out.json")]) == 0
     saved = json.loads((tmp_path / "out.json").read_text())
     assert saved["same recipe"]["b_behind_a"] == 1 and saved["same recipe"]["a"] == reports[0]
+    assert "paired" not in saved["same recipe"]  # rates only: no case ids to pair
+
+
+def test_rerun_spread_pairs_cases_both_ways_when_the_reports_list_them(tmp_path):
+    from train.rerun_spread import main
+
+    def report(failed: dict[str, list[str]]) -> dict:
+        return {"behaviour": {"functionalities": {k: {"n": 30, "pass_rate": 1 - len(v) / 30, "failed": v}
+                                                  for k, v in failed.items()}}}  # fmt: skip
+
+    a = report({"x": [f"x-{i}" for i in range(7)], "y": []})  # a fails seven x cases b passes
+    b = report({"x": [], "y": ["y-1"]})
+    paths = []
+    for name, rep in (("a", a), ("b", b)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(rep))
+    assert main(["--pair", "seeds", *map(str, paths), "--out", str(tmp_path / "out.json")]) == 0
+    paired = json.loads((tmp_path / "out.json").read_text())["seeds"]["paired"]
+    assert paired["a_behind_b_holm"] == ["x"] and paired["b_behind_a_holm"] == paired["b_behind_a_unadjusted"] == []
+    assert paired["whole_suite"] == {"only_b_fails": 1, "only_a_fails": 7, "p_b_behind_a": 0.9961}

@@ -84,12 +84,14 @@ def test_suite_rounds_follow_case_numbers():
 
 
 def test_behaviour_table_counts_exact_label_sets():
-    rows = [{"functionality": "a", "labels": ["threat"]}, {"functionality": "a", "labels": []},
-            {"functionality": "b", "labels": ["insult"]}]  # fmt: skip
+    rows = [{"id": "a-01", "functionality": "a", "labels": ["threat"]},
+            {"id": "a-02", "functionality": "a", "labels": []},
+            {"id": "b-01", "functionality": "b", "labels": ["insult"]}]  # fmt: skip
     import numpy as np
 
     pred = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 1]])
-    assert behaviour_table(rows, pred) == {"a": {"n": 2, "pass_rate": 0.5}, "b": {"n": 1, "pass_rate": 0.0}}
+    assert behaviour_table(rows, pred) == {"a": {"n": 2, "pass_rate": 0.5, "failed": ["a-02"]},
+                                           "b": {"n": 1, "pass_rate": 0.0, "failed": ["b-01"]}}  # fmt: skip
 
 
 # -- real negatives: fixed, disjoint slices ------------------------------------------------------

@@ -95,12 +95,21 @@ def cold_person_directed(datasets: Path, reviewed: Path = REAL_DIR / "cold_dev_p
 
 
 def behaviour_table(rows: Sequence[dict[str, Any]], pred: np.ndarray) -> dict[str, dict[str, Any]]:
-    """Pass rate per functionality: a case passes when the predicted label set equals the expected one."""
+    """Pass rate per functionality: a case passes when the predicted label set equals the expected one.
+
+    ``failed`` lists the failing cases' ids, so two models' reports can be compared case by case
+    (:func:`train.student_gap.paired_behaviour`), not only by their rates.
+    """
     y = label_matrix(rows)
     per: dict[str, list[bool]] = defaultdict(list)
+    failed: dict[str, list[str]] = defaultdict(list)
     for row, yt, yp in zip(rows, y, pred, strict=True):
-        per[row["functionality"]].append(bool((yt == yp).all()))
-    return {f: {"n": len(v), "pass_rate": round(sum(v) / len(v), 4)} for f, v in sorted(per.items())}
+        passed = bool((yt == yp).all())
+        per[row["functionality"]].append(passed)
+        if not passed:
+            failed[row["functionality"]].append(row["id"])
+    return {f: {"n": len(v), "pass_rate": round(sum(v) / len(v), 4), "failed": sorted(failed[f])}
+            for f, v in sorted(per.items())}  # fmt: skip
 
 
 def behaviour_summary(rows: Sequence[dict[str, Any]], pred: np.ndarray) -> dict[str, Any]:

@@ -8,12 +8,18 @@ thresholds) and their ``train.realeval`` reports:
 
     python -m train.student_gap --teacher model/default --teacher-eval train/results/realeval.json \
         --student runs/student/calibrated --student-eval runs/student/realeval.json --out train/results/student_gap.json
+
+When both reports list the failing behaviour cases, it adds ``paired_behaviour``: per
+functionality, an exact one-sided McNemar test of whether the student fails more of the same
+cases than chance would give, raw and Holm-adjusted over all functionalities — a bar that one
+case of run-to-run noise does not trip.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from math import comb
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +57,61 @@ def gap(teacher: dict[str, tuple[float, bool]], student: dict[str, tuple[float, 
     return {"meets_bar": all(r["ok"] for r in table.values()), "measures": table}
 
 
+def one_sided_sign_test(behind: int, ahead: int) -> float:
+    """Exact McNemar (sign) test, one-sided: P(at least ``behind`` of the discordant cases go against
+    the student, if each discordant case were a fair coin). Cases both models pass or both fail
+    carry no information about which is better, so only the discordant ones count."""
+    n = behind + ahead
+    return sum(comb(n, i) for i in range(behind, n + 1)) / 2**n
+
+
+def holm(pvalues: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjustment: the family-wise error over all functionalities stays at alpha."""
+    order = sorted(pvalues, key=pvalues.get)
+    adjusted, running = {}, 0.0
+    for rank, key in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * pvalues[key]))
+        adjusted[key] = running
+    return adjusted
+
+
+def paired_behaviour(teacher_eval: dict[str, Any], student_eval: dict[str, Any], alpha: float = 0.05) -> dict[str, Any]:
+    """Per functionality, the cases only the student fails against those only the teacher fails.
+
+    The 2-point bar compares rates; with 10 to 66 cases a functionality, one case is 1.5 to 10
+    points, and two runs of one recipe already differ by more than 2 points on several
+    functionalities (``train.rerun_spread``). Pairing the same cases asks the sharper question: is
+    the student behind by more than chance? Needs reports with ``failed`` case ids
+    (``train.realeval`` writes them since round 22).
+    """
+    t_rows, s_rows = (e["behaviour"]["functionalities"] for e in (teacher_eval, student_eval))
+    table, pvalues = {}, {}
+    for name in sorted(set(t_rows) & set(s_rows)):
+        t_failed, s_failed = set(t_rows[name]["failed"]), set(s_rows[name]["failed"])
+        behind, ahead = len(s_failed - t_failed), len(t_failed - s_failed)
+        pvalues[name] = one_sided_sign_test(behind, ahead)
+        table[name] = {"n": t_rows[name]["n"], "only_student_fails": behind, "only_teacher_fails": ahead,
+                       "p_one_sided": round(pvalues[name], 4)}  # fmt: skip
+    adjusted = holm(pvalues)
+    for name, row in table.items():
+        row["p_holm"] = round(adjusted[name], 4)
+    behind, ahead = (sum(r[k] for r in table.values()) for k in ("only_student_fails", "only_teacher_fails"))
+    whole = {"only_student_fails": behind, "only_teacher_fails": ahead}
+    return {
+        "alpha": alpha,
+        "whole_suite": {**whole, "p_one_sided": round(one_sided_sign_test(behind, ahead), 4)},
+        "behind_unadjusted": [k for k, p in pvalues.items() if p < alpha],
+        "behind_holm": [k for k, p in adjusted.items() if p < alpha],
+        "functionalities": table,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for who in ("teacher", "student"):
         ap.add_argument(f"--{who}", type=Path, required=True, help=f"{who} artifact folder")
         ap.add_argument(f"--{who}-eval", type=Path, required=True, help=f"{who}'s train.realeval JSON")
+    ap.add_argument("--alpha", type=float, default=0.05, help="level of the paired per-functionality test")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -64,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         return rows_of(manifest, json.loads(report.read_text(encoding="utf-8")))
 
     result = gap(load(args.teacher, args.teacher_eval), load(args.student, args.student_eval))
+    evals = [json.loads(p.read_text(encoding="utf-8")) for p in (args.teacher_eval, args.student_eval)]
+    if all("failed" in row for e in evals for row in e["behaviour"]["functionalities"].values()):
+        result["paired_behaviour"] = paired_behaviour(*evals, alpha=args.alpha)
     emit_report(result, args.out)
     return 0
 
