@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from train.evaluate import emit_report
-from train.student_gap import BARS, paired_behaviour, points
+from train.student_gap import BARS, has_case_ids, paired_behaviour, points
 
 
 def pass_rates(report: dict[str, Any]) -> dict[str, float]:
@@ -60,10 +60,6 @@ def paired_spread(a: dict[str, Any], b: dict[str, Any], alpha: float = 0.05) -> 
             "p_b_behind_a": whole["p_one_sided"],
         },
     }
-
-
-def has_case_ids(report: dict[str, Any]) -> bool:
-    return all("failed" in r for r in report["behaviour"]["functionalities"].values())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,10 +75,15 @@ def holm(pvalues: dict[str, float]) -> dict[str, float]:
     return adjusted
 
 
+def has_case_ids(report: dict[str, Any]) -> bool:
+    """Whether a ``train.realeval`` report lists each functionality's failing cases (needed for pairing)."""
+    return all("failed" in r for r in report["behaviour"]["functionalities"].values())
+
+
 def paired_behaviour(teacher_eval: dict[str, Any], student_eval: dict[str, Any], alpha: float = 0.05) -> dict[str, Any]:
     """Per functionality, the cases only the student fails against those only the teacher fails.
 
-    The 2-point bar compares rates; with 10 to 66 cases a functionality, one case is 1.5 to 10
+    The 2-point bar compares rates; with 47 to 66 cases a functionality, one case is 1.5 to 2.1
     points, and two runs of one recipe already differ by more than 2 points on several
     functionalities (``train.rerun_spread``). Pairing the same cases asks the sharper question: is
     the student behind by more than chance? Needs reports with ``failed`` case ids
@@ -115,13 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    def load(artifact: Path, report: Path) -> dict[str, tuple[float, bool]]:
-        manifest = json.loads((artifact / "collectguard.json").read_text(encoding="utf-8"))
-        return rows_of(manifest, json.loads(report.read_text(encoding="utf-8")))
+    def read(path: Path) -> dict[str, Any]:
+        return json.loads(path.read_text(encoding="utf-8"))
 
-    result = gap(load(args.teacher, args.teacher_eval), load(args.student, args.student_eval))
-    evals = [json.loads(p.read_text(encoding="utf-8")) for p in (args.teacher_eval, args.student_eval)]
-    if all("failed" in row for e in evals for row in e["behaviour"]["functionalities"].values()):
+    evals = [read(args.teacher_eval), read(args.student_eval)]
+    manifests = [read(args.teacher / "collectguard.json"), read(args.student / "collectguard.json")]
+    result = gap(*(rows_of(m, e) for m, e in zip(manifests, evals, strict=True)))
+    if all(has_case_ids(e) for e in evals):
         result["paired_behaviour"] = paired_behaviour(*evals, alpha=args.alpha)
     emit_report(result, args.out)
     return 0
